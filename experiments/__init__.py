@@ -1,0 +1,1 @@
+"""Command-line entry points (absl): parse flags, build a config, call tag_tf."""

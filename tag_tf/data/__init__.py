@@ -1,0 +1,1 @@
+"""Data sources yielding `(input, {task_name: label})` elements: CelebA and planted synthetic data."""

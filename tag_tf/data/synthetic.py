@@ -1,0 +1,168 @@
+"""Synthetic multi-task data with planted task groups: the right grouping is known by construction.
+
+Generative process (all draws from one `numpy.random.default_rng(seed)`):
+
+1. Latent factors. Every example has `F = num_groups * factors_per_group + num_nuisance`
+   independent standard-normal factors z. Group g owns the block z_g of `factors_per_group`
+   factors; the nuisance factors belong to no task.
+2. Tasks. Group g has `tasks_per_group` binary tasks. Task t of group g has a direction
+   w_t = normalise(u_g + spread * e_t) inside group g's block (u_g, e_t standard normal), and
+   label y_t = 1[w_t . z_g > 0]. Tasks of one group read the same factors along similar
+   directions, so learning one helps the others; tasks of different groups read independent
+   factors, so they share nothing but the trunk's capacity.
+3. Observations.
+   - images (`planted_groups`): every factor f has a fixed smooth colour pattern P_f
+     (a few random plane waves, [S, S, 3], unit RMS); the image is
+     sigmoid(sum_f z_f P_f / sqrt(F) * contrast + pixel_noise * eps), float32 in [0, 1].
+   - features (`planted_groups_tabular`): x = z M / sqrt(F) + feature_noise * eps with a fixed
+     random mixing matrix M [F, num_features].
+4. Splits. The first 80% of the examples are "train", the next 10% "validation", the last 10%
+   "test".
+
+Elements have the same structure as the CelebA loaders: `(image or features, {task: int32 0/1})`.
+
+Example:
+
+>>> data = planted_groups(num_groups=2, tasks_per_group=2, num_examples=100, image_size=8)
+>>> data.groups
+[['g0_t0', 'g0_t1'], ['g1_t0', 'g1_t1']]
+>>> image, labels = next(iter(data.splits["train"]))
+>>> tuple(image.shape), sorted(labels)
+((8, 8, 3), ['g0_t0', 'g0_t1', 'g1_t0', 'g1_t1'])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+
+from tag_tf.tasks import Task
+
+SPLIT_FRACTIONS = {"train": 0.8, "validation": 0.1, "test": 0.1}
+
+
+@dataclasses.dataclass(frozen=True)
+class PlantedData:
+    """A planted-group data set.
+
+    Attributes:
+      splits: {"train" | "validation" | "test": unbatched tf.data.Dataset}.
+      tasks: the binary tasks, group by group.
+      groups: the planted grouping, as lists of task names.
+      input_name: "image" or "features", the name of the model input that fits the data.
+      latents: {split: float32 [N, F]}, the factors every example was made from.
+      directions: float32 [num_tasks, F], task t's label is 1[latents @ directions[t] > 0].
+    """
+
+    splits: dict[str, tf.data.Dataset]
+    tasks: list[Task]
+    groups: list[list[str]]
+    input_name: str
+    latents: dict[str, np.ndarray]
+    directions: np.ndarray
+
+
+def planted_groups(
+    num_groups: int = 3,
+    tasks_per_group: int = 3,
+    num_examples: int = 3000,
+    image_size: int = 32,
+    seed: int = 0,
+    *,
+    factors_per_group: int = 2,
+    num_nuisance: int = 2,
+    spread: float = 0.5,
+    contrast: float = 2.0,
+    pixel_noise: float = 0.2,
+) -> PlantedData:
+    """Images with planted task groups; see the module docstring for the process."""
+    _check_positive(num_groups=num_groups, tasks_per_group=tasks_per_group, num_examples=num_examples,
+                    image_size=image_size, factors_per_group=factors_per_group)
+    rng = np.random.default_rng(seed)
+    latents, directions, groups = _latents_and_directions(
+        rng, num_groups, tasks_per_group, num_examples, factors_per_group, num_nuisance, spread)
+    patterns = _smooth_patterns(rng, latents.shape[1], image_size)
+    mix = latents @ patterns.reshape(len(patterns), -1) / np.sqrt(latents.shape[1])
+    noise = rng.standard_normal(mix.shape)
+    images = 1.0 / (1.0 + np.exp(-(contrast * mix + pixel_noise * noise)))
+    images = images.reshape(num_examples, image_size, image_size, 3).astype(np.float32)
+    return _assemble(images, latents, directions, groups, "image")
+
+
+def planted_groups_tabular(
+    num_groups: int = 3,
+    tasks_per_group: int = 3,
+    num_examples: int = 3000,
+    num_features: int = 32,
+    seed: int = 0,
+    *,
+    factors_per_group: int = 2,
+    num_nuisance: int = 2,
+    spread: float = 0.5,
+    feature_noise: float = 0.1,
+) -> PlantedData:
+    """Feature vectors with planted task groups, for MLP trunks; see the module docstring."""
+    _check_positive(num_groups=num_groups, tasks_per_group=tasks_per_group, num_examples=num_examples,
+                    num_features=num_features, factors_per_group=factors_per_group)
+    rng = np.random.default_rng(seed)
+    latents, directions, groups = _latents_and_directions(
+        rng, num_groups, tasks_per_group, num_examples, factors_per_group, num_nuisance, spread)
+    mixing = rng.standard_normal((latents.shape[1], num_features))
+    features = latents @ mixing / np.sqrt(latents.shape[1])
+    features = (features + feature_noise * rng.standard_normal(features.shape)).astype(np.float32)
+    return _assemble(features, latents, directions, groups, "features")
+
+
+def _latents_and_directions(rng, num_groups, tasks_per_group, num_examples, factors_per_group,
+                            num_nuisance, spread):
+    num_factors = num_groups * factors_per_group + num_nuisance
+    latents = rng.standard_normal((num_examples, num_factors)).astype(np.float32)
+    directions = np.zeros((num_groups * tasks_per_group, num_factors), np.float32)
+    groups = []
+    for g in range(num_groups):
+        block = slice(g * factors_per_group, (g + 1) * factors_per_group)
+        center = rng.standard_normal(factors_per_group)
+        names = []
+        for t in range(tasks_per_group):
+            w = center + spread * rng.standard_normal(factors_per_group)
+            directions[g * tasks_per_group + t, block] = w / np.linalg.norm(w)
+            names.append(f"g{g}_t{t}")
+        groups.append(names)
+    return latents, directions, groups
+
+
+def _smooth_patterns(rng, num_factors: int, size: int, waves: int = 3) -> np.ndarray:
+    """num_factors smooth colour patterns [size, size, 3] of unit RMS, from random plane waves."""
+    coords = np.stack(np.meshgrid(np.arange(size), np.arange(size), indexing="ij"), -1) / size
+    patterns = np.zeros((num_factors, size, size, 3))
+    for f in range(num_factors):
+        for _ in range(waves):
+            frequency = rng.uniform(-3.0, 3.0, size=2)
+            phase = rng.uniform(0, 2 * np.pi)
+            colour = rng.standard_normal(3)
+            wave = np.cos(2 * np.pi * coords @ frequency + phase)
+            patterns[f] += wave[..., None] * colour
+        patterns[f] /= np.sqrt(np.mean(patterns[f] ** 2))
+    return patterns
+
+
+def _assemble(inputs, latents, directions, groups, input_name) -> PlantedData:
+    labels = (latents @ directions.T > 0).astype(np.int32)
+    names = [name for group in groups for name in group]
+    bounds = np.cumsum([0] + [round(f * len(inputs)) for f in SPLIT_FRACTIONS.values()])
+    bounds[-1] = len(inputs)
+    splits, split_latents = {}, {}
+    for i, split in enumerate(SPLIT_FRACTIONS):
+        part = slice(bounds[i], bounds[i + 1])
+        split_labels = {name: labels[part, j] for j, name in enumerate(names)}
+        splits[split] = tf.data.Dataset.from_tensor_slices((inputs[part], split_labels))
+        split_latents[split] = latents[part]
+    return PlantedData(splits, [Task(n) for n in names], groups, input_name, split_latents, directions)
+
+
+def _check_positive(**values) -> None:
+    for name, value in values.items():
+        if not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}.")

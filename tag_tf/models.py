@@ -1,0 +1,87 @@
+"""Trunks (shared layers) and the multi-task model built on them.
+
+- `celeba_resnet_trunk`: the TAG paper's CelebA trunk, as in the official code
+  (google-research/tag, CelebA.ipynb): conv3x3-64 (no bias), BN, ReLU, MaxPool 3 stride 2,
+  one residual block of two conv3x3-64 (no bias) + BN with an identity shortcut, ReLU,
+  AvgPool 2, Flatten.
+- `mlp_trunk`: Dense + ReLU layers, for tabular data.
+- `build_multitask_model`: trunk + one linear head per task -> `MultiTaskModel`.
+
+>>> from tag_tf.tasks import Task
+>>> model = build_multitask_model(mlp_trunk(8, hidden=(16,)), [Task("a"), Task("b", "multiclass", 3)])
+>>> sorted(model.output_shape.items())
+[('a', (None, 1)), ('b', (None, 3))]
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import keras
+from keras import layers
+
+from tag_tf.tasks import Task, as_tasks
+from tag_tf.training import MultiTaskModel, head_name
+
+
+def celeba_resnet_trunk(image_size: int = 64, filters: int = 64, name: str = "trunk") -> keras.Model:
+    """The official TAG CelebA trunk: image float32 [S, S, 3] -> flat features.
+
+    At image_size 64 the output has 15 * 15 * 64 = 14400 features.
+    """
+    if not isinstance(image_size, int) or image_size < 8:
+        raise ValueError(f"image_size must be an integer >= 8, got {image_size!r}.")
+    image = keras.Input(shape=(image_size, image_size, 3), name="image")
+    x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name="conv1_1")(image)
+    x = layers.BatchNormalization(name="bn1_1")(x)
+    x = layers.ReLU()(x)
+    x = block_input = layers.MaxPooling2D(3, strides=2)(x)
+    x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name="conv2_1")(x)
+    x = layers.BatchNormalization(name="bn2_1")(x)
+    x = layers.ReLU()(x)
+    x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name="conv2_2")(x)
+    x = layers.BatchNormalization(name="bn2_2")(x)
+    x = layers.ReLU()(layers.Add()([x, block_input]))
+    x = layers.AveragePooling2D(2, name="avg_pool")(x)
+    features = layers.Flatten()(x)
+    return keras.Model(image, features, name=name)
+
+
+def mlp_trunk(input_dim: int, hidden: Sequence[int] = (64, 64), name: str = "trunk") -> keras.Model:
+    """features float32 [input_dim] -> Dense(h) + ReLU for each h in `hidden`."""
+    if not isinstance(input_dim, int) or input_dim < 1:
+        raise ValueError(f"input_dim must be a positive integer, got {input_dim!r}.")
+    if not hidden or any(not isinstance(h, int) or h < 1 for h in hidden):
+        raise ValueError(f"hidden must be a non-empty sequence of positive integers, got {hidden!r}.")
+    features = keras.Input(shape=(input_dim,), name="features")
+    x = features
+    for i, units in enumerate(hidden):
+        x = layers.Dense(units, activation="relu", name=f"dense_{i}")(x)
+    return keras.Model(features, x, name=name)
+
+
+def build_multitask_model(
+    trunk: keras.Model, tasks: Iterable[Task | str], *, name: str = "multitask"
+) -> MultiTaskModel:
+    """A `MultiTaskModel`: the trunk, shared, then one linear head per task.
+
+    Args:
+      trunk: a Keras model with one named input (e.g. "image" or "features") and flat outputs.
+      tasks: the tasks (strings become binary tasks); the output dict is keyed by their names.
+      name: the model's name.
+
+    Heads output one logit (binary), K logits (multiclass) or one value (regression), in float32
+    whatever the mixed-precision policy.
+    """
+    tasks = as_tasks(tasks)
+    if not isinstance(trunk, keras.Model) or len(trunk.inputs) != 1:
+        raise ValueError(f"trunk must be a keras.Model with exactly one input, got {trunk!r}.")
+    trunk_input = trunk.inputs[0]
+    inputs = keras.Input(shape=trunk_input.shape[1:], dtype=trunk_input.dtype, name=trunk_input.name)
+    features = trunk(inputs)
+    if len(features.shape) != 2:
+        raise ValueError(f"trunk must output flat features [batch, units], got shape {features.shape}.")
+    outputs = {
+        t.name: layers.Dense(t.output_units, dtype="float32", name=head_name(t))(features) for t in tasks
+    }
+    return MultiTaskModel(inputs=inputs, outputs=outputs, tasks=tasks, name=name)

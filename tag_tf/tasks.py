@@ -1,0 +1,195 @@
+"""Task specifications: what each head predicts, its loss, its metric and its label mask.
+
+A `Task` is a small frozen description; the math it implies lives in pure functions of
+(labels, head outputs) so that training, evaluation and the affinity lookahead share one
+definition.
+
+Kinds and their conventions:
+
+| kind         | head output           | label                        | missing label | loss                     | metric   |
+|--------------|-----------------------|------------------------------|---------------|--------------------------|----------|
+| `binary`     | one logit `[B, 1]`    | int 0/1 `[B]`                | -1            | sigmoid cross-entropy    | accuracy |
+| `multiclass` | K logits `[B, K]`     | int class index `[B]`        | -1            | softmax cross-entropy    | accuracy |
+| `regression` | one value `[B, 1]`    | float `[B]`                  | NaN           | squared error            | MAE      |
+
+A missing label is left out of its task's loss: the loss is the mean over the labelled
+examples of the batch only, and is exactly 0 (with no gradient) when none is labelled.
+
+Example:
+
+>>> import numpy as np
+>>> smiling = Task("Smiling")
+>>> labels = np.array([1, 0, -1])            # the third example is unlabelled
+>>> logits = np.array([[2.0], [-1.0], [50.0]])
+>>> round(float(smiling.loss(labels, logits)), 4)   # mean over the two labelled examples
+0.2201
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Iterable
+
+import keras
+import numpy as np
+from keras import ops
+
+KINDS = ("binary", "multiclass", "regression")
+# Task names become Keras layer names, fit-log keys and TF Serving output keys.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_.\-]+")
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """One prediction task of a multi-task model.
+
+    Args:
+      name: unique name; becomes the model's output key and the prefix of its logged metrics.
+      kind: one of `KINDS`.
+      num_classes: number of classes, required for (and only for) `multiclass`.
+      weight: factor of this task's loss in the summed training loss.
+
+    >>> Task("age", kind="regression").output_units
+    1
+    >>> Task("hair", kind="multiclass", num_classes=4).metric_name
+    'accuracy'
+    """
+
+    name: str
+    kind: str = "binary"
+    num_classes: int | None = None
+    weight: float = 1.0
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not NAME_PATTERN.fullmatch(self.name):
+            raise ValueError(
+                f"Task name {self.name!r} is not valid: use letters, digits, '_', '.' or '-' (at least one)."
+            )
+        if self.kind not in KINDS:
+            raise ValueError(f"Task {self.name!r}: unknown kind {self.kind!r}; valid kinds: {KINDS}.")
+        if self.kind == "multiclass":
+            if not isinstance(self.num_classes, int) or self.num_classes < 2:
+                raise ValueError(
+                    f"Task {self.name!r}: multiclass needs num_classes >= 2, got {self.num_classes!r}."
+                )
+        elif self.num_classes is not None:
+            raise ValueError(
+                f"Task {self.name!r}: num_classes is only for multiclass tasks, got {self.num_classes!r} "
+                f"for kind {self.kind!r}."
+            )
+        if not np.isfinite(self.weight) or self.weight < 0:
+            raise ValueError(f"Task {self.name!r}: weight must be finite and >= 0, got {self.weight!r}.")
+
+    @property
+    def output_units(self) -> int:
+        """Width of the task's head: K logits for multiclass, else 1."""
+        return self.num_classes if self.kind == "multiclass" else 1
+
+    @property
+    def metric_name(self) -> str:
+        """Name of the task's metric in the fit logs (`<task>_<metric_name>`)."""
+        return "mae" if self.kind == "regression" else "accuracy"
+
+    @property
+    def label_dtype(self) -> str:
+        return "float32" if self.kind == "regression" else "int32"
+
+    def label_mask(self, labels):
+        """1.0 where the example is labelled, 0.0 where the label is missing (-1 or NaN)."""
+        labels = ops.convert_to_tensor(labels)
+        if self.kind == "regression":
+            return ops.cast(ops.isfinite(ops.cast(labels, "float32")), "float32")
+        return ops.cast(ops.greater_equal(labels, 0), "float32")
+
+    def per_example_loss(self, labels, outputs):
+        """Loss of every example, with missing labels replaced by a harmless placeholder.
+
+        Callers weight the result with `label_mask`; see `loss`.
+        """
+        labels = _fill_missing(self, labels)
+        outputs = ops.cast(outputs, "float32")
+        if self.kind == "binary":
+            return ops.binary_crossentropy(
+                ops.cast(labels[:, None], "float32"), outputs, from_logits=True
+            )[:, 0]
+        if self.kind == "multiclass":
+            return ops.sparse_categorical_crossentropy(labels, outputs, from_logits=True)
+        return ops.square(outputs[:, 0] - labels)
+
+    def loss(self, labels, outputs, sample_weight=None):
+        """Mean loss over the labelled (and weighted) examples; 0 when none is labelled."""
+        weights = self.label_mask(labels)
+        if sample_weight is not None:
+            weights = weights * ops.cast(ops.reshape(sample_weight, (-1,)), "float32")
+        return masked_mean(self.per_example_loss(labels, outputs), weights)
+
+    def make_metric(self) -> keras.metrics.Metric:
+        """A fresh Keras metric for this task, named `<task>_<metric_name>`."""
+        name = f"{self.name}_{self.metric_name}"
+        if self.kind == "binary":
+            return keras.metrics.BinaryAccuracy(name=name, threshold=0.0)  # on logits
+        if self.kind == "multiclass":
+            return keras.metrics.SparseCategoricalAccuracy(name=name)
+        return keras.metrics.MeanAbsoluteError(name=name)
+
+    def update_metric(self, metric, labels, outputs, sample_weight=None):
+        """Update `metric` (from `make_metric`) with the labelled examples of a batch."""
+        weights = self.label_mask(labels)
+        if sample_weight is not None:
+            weights = weights * ops.cast(ops.reshape(sample_weight, (-1,)), "float32")
+        labels = _fill_missing(self, labels)
+        if self.kind == "multiclass":
+            metric.update_state(labels, outputs, sample_weight=weights)
+        else:
+            metric.update_state(labels[:, None], outputs, sample_weight=weights)
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Task":
+        return cls(**data)
+
+
+def masked_mean(values, weights):
+    """Σ w·v / Σ w, and exactly 0 when Σ w = 0 (no labelled example).
+
+    >>> float(masked_mean(np.array([1.0, 3.0]), np.array([0.0, 0.0])))
+    0.0
+    """
+    weights = ops.cast(weights, "float32")
+    # where() keeps the masked values (possibly NaN placeholders) out of value and gradient.
+    weighted = ops.where(weights > 0, ops.cast(values, "float32") * weights, 0.0)
+    return ops.divide_no_nan(ops.sum(weighted), ops.sum(weights))
+
+
+def _fill_missing(task: Task, labels):
+    """Labels with missing entries replaced by 0, so that losses stay finite before masking."""
+    labels = ops.convert_to_tensor(labels)
+    if task.kind == "regression":
+        labels = ops.cast(labels, "float32")
+        return ops.where(ops.isfinite(labels), labels, 0.0)
+    labels = ops.cast(labels, "int32")
+    return ops.maximum(labels, 0)
+
+
+def as_tasks(tasks: Iterable[Task | str]) -> list[Task]:
+    """Validated list of tasks; plain strings become binary tasks.
+
+    Raises ValueError for an empty list or duplicate names.
+
+    >>> [t.name for t in as_tasks(["Smiling", Task("Young")])]
+    ['Smiling', 'Young']
+    """
+    if isinstance(tasks, (str, Task)):
+        raise ValueError(f"Expected a list of tasks, got a single task {tasks!r}; wrap it in a list.")
+    result = [t if isinstance(t, Task) else Task(t) for t in tasks]
+    if not result:
+        raise ValueError("The task list is empty: give at least one task.")
+    names = [t.name for t in result]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"Duplicate task names {duplicates}: every task needs a unique name.")
+    return result
+
