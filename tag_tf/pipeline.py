@@ -91,6 +91,11 @@ class RunConfig:
             raise ValueError("dataset 'celeba_folder' needs celeba_dir: the folder of the official CelebA files.")
         if self.tasks:
             as_tasks(self.tasks)  # rejects duplicates and invalid names now, not after loading data
+        if self.tasks and self.dataset.startswith("planted"):
+            planted = [n for group in synthetic.task_names(self.num_groups, self.tasks_per_group) for n in group]
+            unknown = [t for t in self.tasks if t not in planted]
+            if unknown:
+                raise ValueError(f"Unknown task(s) {unknown}; the planted tasks are {planted}.")
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -125,12 +130,8 @@ def load_data(config: RunConfig) -> RunData:
         make = synthetic.planted_groups if config.dataset == "planted" else synthetic.planted_groups_tabular
         size = {"image_size": config.image_size} if config.dataset == "planted" else {}
         data = make(config.num_groups, config.tasks_per_group, config.num_examples, seed=config.seed, **size)
-        tasks = data.tasks
-        if config.tasks:
-            unknown = sorted(set(config.tasks) - {t.name for t in tasks})
-            if unknown:
-                raise ValueError(f"Unknown task(s) {unknown}; the planted tasks are {[t.name for t in tasks]}.")
-            tasks = [t for t in tasks if t.name in config.tasks]
+        by_name = {t.name: t for t in data.tasks}
+        tasks = [by_name[n] for n in config.tasks] if config.tasks else data.tasks
         return RunData(data.splits, tasks, data.groups)
     tasks = as_tasks(config.tasks)
     if config.dataset == "celeba_folder":

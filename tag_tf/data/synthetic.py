@@ -115,22 +115,27 @@ def planted_groups_tabular(
     return _assemble(features, latents, directions, groups, "features")
 
 
+def task_names(num_groups: int, tasks_per_group: int) -> list[list[str]]:
+    """The planted groups' task names: task t of group g is "g<g>_t<t>".
+
+    >>> task_names(2, 2)
+    [['g0_t0', 'g0_t1'], ['g1_t0', 'g1_t1']]
+    """
+    return [[f"g{g}_t{t}" for t in range(tasks_per_group)] for g in range(num_groups)]
+
+
 def _latents_and_directions(rng, num_groups, tasks_per_group, num_examples, factors_per_group,
                             num_nuisance, spread):
     num_factors = num_groups * factors_per_group + num_nuisance
     latents = rng.standard_normal((num_examples, num_factors)).astype(np.float32)
     directions = np.zeros((num_groups * tasks_per_group, num_factors), np.float32)
-    groups = []
     for g in range(num_groups):
         block = slice(g * factors_per_group, (g + 1) * factors_per_group)
         center = rng.standard_normal(factors_per_group)
-        names = []
         for t in range(tasks_per_group):
             w = center + spread * rng.standard_normal(factors_per_group)
             directions[g * tasks_per_group + t, block] = w / np.linalg.norm(w)
-            names.append(f"g{g}_t{t}")
-        groups.append(names)
-    return latents, directions, groups
+    return latents, directions, task_names(num_groups, tasks_per_group)
 
 
 def _smooth_patterns(rng, num_factors: int, size: int, waves: int = 3) -> np.ndarray:
