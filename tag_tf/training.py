@@ -7,10 +7,15 @@ logged by name: `<task>_loss`, `<task>_accuracy` (or `<task>_mae`), and `val_...
 
 Build one with `tag_tf.models.build_multitask_model`:
 
-    model = build_multitask_model(mlp_trunk(16), [Task("a"), Task("b")])
-    model.compile(optimizer=keras.optimizers.SGD(5e-4, momentum=0.9))
-    history = model.fit(train_batches, validation_data=val_batches, epochs=3)
-    history.history["a_accuracy"], history.history["val_b_loss"]
+>>> import numpy as np
+>>> from tag_tf.models import build_multitask_model, mlp_trunk
+>>> model = build_multitask_model(mlp_trunk(4, hidden=(8,)), [Task("a"), Task("b")])
+>>> model.compile(optimizer=keras.optimizers.SGD(5e-4, momentum=0.9))
+>>> x = np.ones((6, 4), "float32")
+>>> y = {"a": np.array([1, 0, 1, 0, 1, -1]), "b": np.array([0, 0, 1, 1, -1, -1])}
+>>> history = model.fit(x, y, batch_size=3, epochs=2, verbose=0)
+>>> sorted(history.history)
+['a_accuracy', 'a_loss', 'b_accuracy', 'b_loss', 'loss']
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""TF Serving deployment: model server config, client and a TF-Serving-compatible dev server."""
