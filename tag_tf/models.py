@@ -21,6 +21,7 @@ from typing import Iterable, Sequence
 import keras
 from keras import layers
 
+from tag_tf.affinity import AffinityConfig
 from tag_tf.tasks import Task, as_tasks
 from tag_tf.training import MultiTaskModel, head_name
 
@@ -62,13 +63,19 @@ def mlp_trunk(input_dim: int, hidden: Sequence[int] = (64, 64), name: str = "tru
 
 
 def build_multitask_model(
-    trunk: keras.Model, tasks: Iterable[Task | str], *, name: str = "multitask"
+    trunk: keras.Model,
+    tasks: Iterable[Task | str],
+    *,
+    affinity: AffinityConfig | None = None,
+    name: str = "multitask",
 ) -> MultiTaskModel:
     """A `MultiTaskModel`: the trunk, shared, then one linear head per task.
 
     Args:
       trunk: a Keras model with one named input (e.g. "image" or "features") and flat outputs.
       tasks: the tasks (strings become binary tasks); the output dict is keyed by their names.
+      affinity: measure inter-task affinity during `fit()` (see `tag_tf.affinity`); None (the
+        default) trains plainly, collecting nothing.
       name: the model's name.
 
     Heads output one logit (binary), K logits (multiclass) or one value (regression), in float32
@@ -85,4 +92,4 @@ def build_multitask_model(
     outputs = {
         t.name: layers.Dense(t.output_units, dtype="float32", name=head_name(t))(features) for t in tasks
     }
-    return MultiTaskModel(inputs=inputs, outputs=outputs, tasks=tasks, name=name)
+    return MultiTaskModel(inputs=inputs, outputs=outputs, tasks=tasks, affinity=affinity, name=name)

@@ -1,21 +1,39 @@
-"""`MultiTaskModel`: a functional Keras model with one head per task that trains with plain `fit()`.
+"""`MultiTaskModel`: a functional Keras model with one head per task that trains with plain `fit()`
+and, when given an `AffinityConfig`, measures inter-task affinity (TAG) while it trains.
 
 The model's outputs are a dict keyed by task name. Its training loss is the sum over tasks of
-`task.weight * task.loss` (each a mean over that task's labelled examples only, see
-`tag_tf.tasks`), plus any regularisation losses of its layers. Every task's loss and metric are
-logged by name: `<task>_loss`, `<task>_accuracy` (or `<task>_mae`), and `val_...` for validation.
+`task.weight * task.loss` (each the mean over that task's labelled examples of the global batch,
+see `tag_tf.tasks`), plus any regularisation losses of its layers. Every task's loss and metric
+are logged by name: `<task>_loss`, `<task>_accuracy` (or `<task>_mae`), and `val_...`.
+
+Affinity steps (every `every_n_steps` optimizer steps) take, on the same batch and before the
+normal update: every task's gradient with respect to the shared trunk (all-reduced across
+replicas), the lookahead step Δi of the optimizer's own rule (`tag_tf.affinity`), every task's
+loss at θs − Δi through `stateless_call` (training=True; moving statistics from the lookahead
+are discarded), and Z[source, target]. Affinity is always computed from the per-task losses
+without `Task.weight`, so it means the same whatever the weighting. The running sums live in
+model variables: they are checkpointed with the weights (`BackupAndRestore`, `ModelCheckpoint`).
+
+Under a `tf.distribute` strategy every task loss is the global masked mean: each replica sums its
+labelled examples' losses and divides by the all-reduced count. Batch normalisation still uses
+per-replica batch statistics (as Keras always does), so models with BN differ slightly between
+1 and several replicas; models without BN give the same losses, gradients and affinities.
 
 Build one with `tag_tf.models.build_multitask_model`:
 
 >>> import numpy as np
 >>> from tag_tf.models import build_multitask_model, mlp_trunk
->>> model = build_multitask_model(mlp_trunk(4, hidden=(8,)), [Task("a"), Task("b")])
+>>> model = build_multitask_model(mlp_trunk(4, hidden=(8,)), [Task("a"), Task("b")],
+...                               affinity=AffinityConfig())
 >>> model.compile(optimizer=keras.optimizers.SGD(5e-4, momentum=0.9))
 >>> x = np.ones((6, 4), "float32")
 >>> y = {"a": np.array([1, 0, 1, 0, 1, -1]), "b": np.array([0, 0, 1, 1, -1, -1])}
 >>> history = model.fit(x, y, batch_size=3, epochs=2, verbose=0)
 >>> sorted(history.history)
 ['a_accuracy', 'a_loss', 'b_accuracy', 'b_loss', 'loss']
+>>> affinity = model.task_affinity()
+>>> affinity.tasks, affinity.matrix.shape, affinity.steps, len(affinity.epochs)
+(('a', 'b'), (2, 2), 4, 2)
 """
 
 from __future__ import annotations
@@ -25,8 +43,9 @@ import time
 import keras
 import tensorflow as tf
 from absl import logging
-from keras import ops
 
+from tag_tf import affinity as affinity_math
+from tag_tf.affinity import AffinityConfig, TaskAffinity
 from tag_tf.tasks import Task, as_tasks
 
 HEAD_PREFIX = "head_"
@@ -46,23 +65,39 @@ class MultiTaskModel(keras.Model):
       name: the model's name.
       tasks: the `Task`s (or their `to_json()` dicts), in the user's order; their names are exactly
         the output keys.
+      affinity: an `AffinityConfig` (or its dict) to measure inter-task affinity during `fit()`;
+        None trains plainly, collecting nothing.
 
     Attributes:
       tasks: the tasks.
+      affinity_config: the `AffinityConfig`, or None.
       shared_layers: the layers shared by all tasks (everything but the input and the heads).
     """
 
     # The positional arguments match keras' Functional, so Keras saves and revives it as one.
-    def __init__(self, inputs, outputs, name=None, *, tasks, **kwargs):
+    def __init__(self, inputs, outputs, name=None, *, tasks, affinity=None, **kwargs):
         tasks = as_tasks(Task.from_json(t) if isinstance(t, dict) else t for t in tasks)
         names = [t.name for t in tasks]
         if not isinstance(outputs, dict) or sorted(outputs) != sorted(names):
             keys = sorted(outputs) if isinstance(outputs, dict) else type(outputs).__name__
             raise ValueError(f"outputs must be a dict keyed by the task names {names}, got {keys}.")
+        if isinstance(affinity, dict):
+            affinity = AffinityConfig.from_json(affinity)
         super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
         self.tasks = tasks
+        self.affinity_config = affinity
         self.task_loss_trackers = [keras.metrics.Mean(name=f"{t.name}_loss") for t in self.tasks]
         self.task_metrics = [t.make_metric() for t in self.tasks]
+        if affinity is not None:
+            k = len(tasks)
+            state = dict(trainable=False, initializer="zeros", aggregation="only_first_replica")
+            self.affinity_total = self.add_weight(shape=(k, k), name="affinity_total", **state)
+            self.affinity_count = self.add_weight(shape=(k, k), name="affinity_count", **state)
+            self.affinity_skipped = self.add_weight(shape=(), name="affinity_skipped", **state)
+            self.affinity_steps = self.add_weight(shape=(), name="affinity_steps", **state)
+            self._affinity_snapshots = []  # cumulative (total, count) at the start and end of epochs
+
+    # -- structure --------------------------------------------------------------------------------
 
     @property
     def shared_layers(self) -> list[keras.layers.Layer]:
@@ -78,22 +113,71 @@ class MultiTaskModel(keras.Model):
         """Trainable variables of the shared trunk (what the affinity lookahead moves)."""
         return [v for layer in self.shared_layers for v in layer.trainable_variables]
 
+    # -- losses -----------------------------------------------------------------------------------
+
     def task_losses(self, y, y_pred, sample_weight=None) -> dict:
         """{task name: mean loss over its labelled examples}, unweighted by `Task.weight`."""
         return {t.name: t.loss(y[t.name], y_pred[t.name], sample_weight) for t in self.tasks}
 
+    def _task_sums(self, y, y_pred, sample_weight):
+        """This replica's per-task (Σ loss over labelled examples, Σ label weights): two [k] vectors."""
+        sums, counts = [], []
+        for task in self.tasks:
+            weights = task.label_mask(y[task.name])
+            if sample_weight is not None:
+                weights = weights * tf.cast(tf.reshape(sample_weight, [-1]), tf.float32)
+            per_example = task.per_example_loss(y[task.name], y_pred[task.name])
+            sums.append(tf.reduce_sum(tf.where(weights > 0, per_example * weights, 0.0)))
+            counts.append(tf.reduce_sum(weights))
+        return tf.stack(sums), tf.stack(counts)
+
+    def _objective(self, loss_shares):
+        """Σ weight · (this replica's share of each task loss), plus its share of regularisation."""
+        weights = tf.constant([t.weight for t in self.tasks], tf.float32)
+        return tf.reduce_sum(weights * loss_shares) + self._regularisation()
+
+    def _regularisation(self):
+        """This replica's share of the layers' regularisation losses (0 when there are none)."""
+        if not self.losses:
+            return tf.constant(0.0)
+        return tf.add_n([tf.cast(tf.reduce_sum(l), tf.float32) for l in self.losses]) / _num_replicas()
+
+    def _forward(self, x, y, sample_weight, training):
+        """Outputs, local sums and counts, global counts, and this replica's task loss shares."""
+        y_pred = self(x, training=training)
+        sums, counts = self._task_sums(y, y_pred, sample_weight)
+        global_counts = _sum_over_replicas(counts)
+        return y_pred, sums, counts, global_counts, tf.math.divide_no_nan(sums, global_counts)
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        """Σ_task weight · loss, plus regularisation; logs every task's loss by name."""
+        """Σ_task weight · loss plus regularisation (this replica's share under a strategy)."""
         del x, training
-        losses = self.task_losses(y, y_pred, sample_weight)
-        total = ops.zeros((), "float32")
-        for task, tracker in zip(self.tasks, self.task_loss_trackers):
-            labelled = ops.sum(task.label_mask(y[task.name]))
-            tracker.update_state(losses[task.name], sample_weight=labelled)
-            total = total + task.weight * losses[task.name]
-        for extra in self.losses:
-            total = total + ops.cast(ops.sum(extra), "float32")
-        return _scale_for_replicas(total)
+        sums, counts = self._task_sums(y, y_pred, sample_weight)
+        return self._objective(tf.math.divide_no_nan(sums, _sum_over_replicas(counts)))
+
+    # -- steps ------------------------------------------------------------------------------------
+
+    def train_step(self, data):
+        """The normal update of every parameter from the weighted sum of task losses."""
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        with tf.GradientTape() as tape:
+            y_pred, sums, counts, _, shares = self._forward(x, y, sample_weight, training=True)
+            objective = self._objective(shares)
+            scaled = self.optimizer.scale_loss(objective)
+        grads = tape.gradient(scaled, self.trainable_variables)
+        self.optimizer.apply(grads, self.trainable_variables)
+        return self._update_logs(y, y_pred, sample_weight, sums, counts, objective)
+
+    def test_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        y_pred, sums, counts, _, shares = self._forward(x, y, sample_weight, training=False)
+        return self._update_logs(y, y_pred, sample_weight, sums, counts, self._objective(shares))
+
+    def _update_logs(self, y, y_pred, sample_weight, sums, counts, objective):
+        self._loss_tracker.update_state(_sum_over_replicas(objective))
+        for tracker, total, count in zip(self.task_loss_trackers, tf.unstack(sums), tf.unstack(counts)):
+            tracker.update_state(tf.math.divide_no_nan(total, count), sample_weight=count)
+        return self.compute_metrics(None, y, y_pred, sample_weight)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         del x
@@ -101,16 +185,144 @@ class MultiTaskModel(keras.Model):
             task.update_metric(metric, y[task.name], y_pred[task.name], sample_weight)
         return self.get_metrics_result()
 
+    def affinity_train_step(self, data):
+        """`train_step` plus the lookahead affinity of every task pair on this batch."""
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        shared = self.shared_variables
+        shared_keys = {id(v) for v in shared}
+        heads = [self.get_layer(head_name(t)).trainable_variables for t in self.tasks]
+        scale = tf.cast(self.optimizer.scale_loss(1.0), tf.float32)
+        with tf.GradientTape(persistent=True) as tape:
+            y_pred, sums, counts, global_counts, shares = self._forward(x, y, sample_weight, training=True)
+            objective = self._objective(shares)
+            scaled_regularisation = self._regularisation() * scale
+            scaled_shares = tf.unstack(shares * scale)
+        task_grads = [tape.gradient(scaled_shares[i], shared + heads[i], unconnected_gradients="zero")
+                      for i in range(len(self.tasks))]
+        grads = self._combined_gradients(tape, task_grads, heads, scaled_regularisation)
+        del tape
+
+        shared_grads = _sum_over_replicas([g[: len(shared)] for g in task_grads])
+        shared_grads = [[g / scale for g in per_task] for per_task in shared_grads]
+        before = tf.math.divide_no_nan(_sum_over_replicas(sums), global_counts)
+        deltas = [affinity_math.lookahead_deltas(self.optimizer, g, shared) for g in shared_grads]
+        if self.affinity_config.mode == "exact":
+            after = self._lookahead_losses(x, y, sample_weight, shared_keys, deltas, global_counts)
+            z = affinity_math.exact_affinity(before, after)
+        else:
+            dots = tf.stack([
+                tf.stack([_dot(shared_grads[j], deltas[i]) for j in range(len(self.tasks))])
+                for i in range(len(self.tasks))
+            ])
+            after = before[None, :] - dots  # the first-order estimate of the lookahead losses
+            z = affinity_math.first_order_affinity(before, dots)
+        if self.affinity_config.normalize_by_lr:
+            z = z / affinity_math.current_learning_rate(self.optimizer)
+        valid, skipped = affinity_math.valid_samples(before, after, z, global_counts > 0)
+        self.affinity_total.assign_add(tf.where(valid, z, 0.0))
+        self.affinity_count.assign_add(tf.cast(valid, tf.float32))
+        self.affinity_skipped.assign_add(tf.reduce_sum(tf.cast(skipped, tf.float32)))
+        self.affinity_steps.assign_add(1.0)
+
+        self.optimizer.apply(grads, self.trainable_variables)  # after the lookahead read the state
+        return self._update_logs(y, y_pred, sample_weight, sums, counts, objective)
+
+    def _combined_gradients(self, tape, task_grads, heads, scaled_regularisation):
+        """Gradients of the scaled objective for every trainable variable, from the per-task ones."""
+        by_variable = {}
+        for task, grads, head in zip(self.tasks, task_grads, heads):
+            for variable, grad in zip(self.shared_variables + head, grads):
+                key = id(variable)
+                by_variable[key] = by_variable.get(key, 0.0) + task.weight * grad
+        combined = [by_variable.get(id(v), tf.zeros_like(v)) for v in self.trainable_variables]
+        if self.losses:
+            extra = tape.gradient(scaled_regularisation, self.trainable_variables, unconnected_gradients="zero")
+            combined = [c + e for c, e in zip(combined, extra)]
+        return combined
+
+    def _lookahead_losses(self, x, y, sample_weight, shared_keys, deltas, global_counts):
+        """after[i, j]: global mean loss of task j with the trunk at θs − Δi (heads fixed)."""
+        non_trainable = [v.value for v in self.non_trainable_variables]
+        rows = []
+        for delta in deltas:
+            moved = iter(delta)
+            trainable = [v.value - next(moved) if id(v) in shared_keys else v.value
+                         for v in self.trainable_variables]
+            outputs, _ = self.stateless_call(trainable, non_trainable, x, training=True)
+            rows.append(self._task_sums(y, outputs, sample_weight)[0])
+        return tf.math.divide_no_nan(_sum_over_replicas(tf.stack(rows)), global_counts[None, :])
+
+    def make_train_function(self, force=False):
+        """Keras' train function, dispatching to the affinity step every `every_n_steps` steps."""
+        if self.train_function is not None and not force:
+            return self.train_function
+        super().make_train_function(force=True)
+        if self.affinity_config is None:
+            return self.train_function
+        affinity_math.check_optimizer(self.optimizer)
+        if self.steps_per_execution != 1:
+            raise ValueError(
+                f"Affinity collection needs steps_per_execution=1 in compile(), got {self.steps_per_execution}."
+            )
+        if not self.optimizer.built:  # the lookahead reads its slots before the first apply()
+            with self.distribute_strategy.scope():
+                self.optimizer.build(self.trainable_variables)
+        plain = self.train_function
+        lookahead = self._make_function(self.affinity_train_step)  # Keras' own wrapper (strategy.run)
+        every = self.affinity_config.every_n_steps
+
+        def train_function(iterator):
+            step = int(self.optimizer.iterations.numpy())
+            return (lookahead if step % every == 0 else plain)(iterator)
+
+        self.train_function = train_function
+        return train_function
+
+    # -- results ----------------------------------------------------------------------------------
+
+    def fit(self, *args, callbacks=None, **kwargs):
+        """`keras.Model.fit`; with affinity on, it also records per-epoch affinity means."""
+        if self.affinity_config is not None:
+            callbacks = list(callbacks or []) + [_AffinityEpochs()]
+        return super().fit(*args, callbacks=callbacks, **kwargs)
+
+    def task_affinity(self) -> TaskAffinity:
+        """The affinity measured so far: `matrix[source, target]`, per-epoch means, counts."""
+        if self.affinity_config is None:
+            raise ValueError("This model collects no affinity: build it with affinity=AffinityConfig(...).")
+        total, count = self.affinity_total.numpy(), self.affinity_count.numpy()
+        snapshots = self._affinity_snapshots
+        epochs = tuple(
+            affinity_math.mean_affinity(t1 - t0, c1 - c0)
+            for (t0, c0), (t1, c1) in zip(snapshots[:-1], snapshots[1:])
+        )
+        return TaskAffinity(
+            tasks=tuple(t.name for t in self.tasks),
+            matrix=affinity_math.mean_affinity(total, count),
+            epochs=epochs,
+            steps=int(self.affinity_steps.numpy()),
+            skipped=int(self.affinity_skipped.numpy()),
+        )
+
+    def _snapshot_affinity(self):
+        self._affinity_snapshots.append((self.affinity_total.numpy(), self.affinity_count.numpy()))
+
     def get_config(self):
         config = super().get_config()
         config["tasks"] = [t.to_json() for t in self.tasks]
+        config["affinity"] = self.affinity_config.to_json() if self.affinity_config else None
         return config
 
 
-def _scale_for_replicas(loss):
-    """Per-replica loss / replicas: Keras sums gradients over replicas, so this yields the mean."""
-    replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    return loss / replicas if replicas > 1 else loss
+class _AffinityEpochs(keras.callbacks.Callback):
+    """Records the cumulative affinity sums at every epoch boundary (added by `MultiTaskModel.fit`)."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if not self.model._affinity_snapshots:
+            self.model._snapshot_affinity()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.model._snapshot_affinity()
 
 
 class EpochSummary(keras.callbacks.Callback):
@@ -135,3 +347,20 @@ class EpochSummary(keras.callbacks.Callback):
                 if values:
                     parts.append(f"{prefix}mean_{metric} {sum(values) / len(values):.4f}")
         logging.info(" - ".join(parts))
+
+
+def _num_replicas() -> int:
+    return tf.distribute.get_strategy().num_replicas_in_sync
+
+
+def _sum_over_replicas(values):
+    """All-reduce SUM across replicas (identity without a strategy or outside replica context)."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return values
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, values)
+
+
+def _dot(a: list, b: list) -> tf.Tensor:
+    return tf.add_n([tf.reduce_sum(tf.cast(x, tf.float32) * tf.cast(y, tf.float32)) for x, y in zip(a, b)])
+

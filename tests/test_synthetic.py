@@ -15,7 +15,7 @@ def test_labels_agree_with_latent_factors():
     for split, dataset in data.splits.items():
         labels = labels_of(dataset)
         for j, name in enumerate(names):
-            expected = (data.latents[split] @ data.directions[j] > 0).astype(np.int32)
+            expected = (data.latents[split] @ data.directions[j] > data.thresholds[j]).astype(np.int32)
             np.testing.assert_array_equal(labels[name], expected)
 
 

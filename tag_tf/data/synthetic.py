@@ -6,10 +6,11 @@ Generative process (all draws from one `numpy.random.default_rng(seed)`):
    independent standard-normal factors z. Group g owns the block z_g of `factors_per_group`
    factors; the nuisance factors belong to no task.
 2. Tasks. Group g has `tasks_per_group` binary tasks. Task t of group g has a direction
-   w_t = normalise(u_g + spread * e_t) inside group g's block (u_g, e_t standard normal), and
-   label y_t = 1[w_t . z_g > 0]. Tasks of one group read the same factors along similar
-   directions, so learning one helps the others; tasks of different groups read independent
-   factors, so they share nothing but the trunk's capacity.
+   w_t = normalise(u_g + spread * e_t) inside group g's block (u_g, e_t standard normal), a
+   threshold b_t (the group's thresholds are evenly spaced in [-threshold_range, threshold_range])
+   and label y_t = 1[w_t . z_g > b_t]. Tasks of one group read nearly the same projection of the
+   same factors, cut at different places, so learning one helps the others; tasks of different
+   groups read independent factors, so they share nothing but the trunk's capacity.
 3. Observations.
    - images (`planted_groups`): every factor f has a fixed smooth colour pattern P_f
      (a few random plane waves, [S, S, 3], unit RMS); the image is
@@ -53,7 +54,8 @@ class PlantedData:
       groups: the planted grouping, as lists of task names.
       input_name: "image" or "features", the name of the model input that fits the data.
       latents: {split: float32 [N, F]}, the factors every example was made from.
-      directions: float32 [num_tasks, F], task t's label is 1[latents @ directions[t] > 0].
+      directions: float32 [num_tasks, F] and thresholds: float32 [num_tasks]; task t's label is
+        1[latents @ directions[t] > thresholds[t]].
     """
 
     splits: dict[str, tf.data.Dataset]
@@ -62,6 +64,7 @@ class PlantedData:
     input_name: str
     latents: dict[str, np.ndarray]
     directions: np.ndarray
+    thresholds: np.ndarray
 
 
 def planted_groups(
@@ -73,7 +76,8 @@ def planted_groups(
     *,
     factors_per_group: int = 2,
     num_nuisance: int = 2,
-    spread: float = 0.5,
+    spread: float = 0.1,
+    threshold_range: float = 0.5,
     contrast: float = 2.0,
     pixel_noise: float = 0.2,
 ) -> PlantedData:
@@ -81,14 +85,14 @@ def planted_groups(
     _check_positive(num_groups=num_groups, tasks_per_group=tasks_per_group, num_examples=num_examples,
                     image_size=image_size, factors_per_group=factors_per_group)
     rng = np.random.default_rng(seed)
-    latents, directions, groups = _latents_and_directions(
-        rng, num_groups, tasks_per_group, num_examples, factors_per_group, num_nuisance, spread)
+    latents, directions, thresholds, groups = _latents_and_directions(
+        rng, num_groups, tasks_per_group, num_examples, factors_per_group, num_nuisance, spread, threshold_range)
     patterns = _smooth_patterns(rng, latents.shape[1], image_size)
     mix = latents @ patterns.reshape(len(patterns), -1) / np.sqrt(latents.shape[1])
     noise = rng.standard_normal(mix.shape)
     images = 1.0 / (1.0 + np.exp(-(contrast * mix + pixel_noise * noise)))
     images = images.reshape(num_examples, image_size, image_size, 3).astype(np.float32)
-    return _assemble(images, latents, directions, groups, "image")
+    return _assemble(images, latents, directions, thresholds, groups, "image")
 
 
 def planted_groups_tabular(
@@ -100,19 +104,20 @@ def planted_groups_tabular(
     *,
     factors_per_group: int = 2,
     num_nuisance: int = 2,
-    spread: float = 0.5,
+    spread: float = 0.1,
+    threshold_range: float = 0.5,
     feature_noise: float = 0.1,
 ) -> PlantedData:
     """Feature vectors with planted task groups, for MLP trunks; see the module docstring."""
     _check_positive(num_groups=num_groups, tasks_per_group=tasks_per_group, num_examples=num_examples,
                     num_features=num_features, factors_per_group=factors_per_group)
     rng = np.random.default_rng(seed)
-    latents, directions, groups = _latents_and_directions(
-        rng, num_groups, tasks_per_group, num_examples, factors_per_group, num_nuisance, spread)
+    latents, directions, thresholds, groups = _latents_and_directions(
+        rng, num_groups, tasks_per_group, num_examples, factors_per_group, num_nuisance, spread, threshold_range)
     mixing = rng.standard_normal((latents.shape[1], num_features))
     features = latents @ mixing / np.sqrt(latents.shape[1])
     features = (features + feature_noise * rng.standard_normal(features.shape)).astype(np.float32)
-    return _assemble(features, latents, directions, groups, "features")
+    return _assemble(features, latents, directions, thresholds, groups, "features")
 
 
 def task_names(num_groups: int, tasks_per_group: int) -> list[list[str]]:
@@ -125,7 +130,7 @@ def task_names(num_groups: int, tasks_per_group: int) -> list[list[str]]:
 
 
 def _latents_and_directions(rng, num_groups, tasks_per_group, num_examples, factors_per_group,
-                            num_nuisance, spread):
+                            num_nuisance, spread, threshold_range):
     num_factors = num_groups * factors_per_group + num_nuisance
     latents = rng.standard_normal((num_examples, num_factors)).astype(np.float32)
     directions = np.zeros((num_groups * tasks_per_group, num_factors), np.float32)
@@ -135,7 +140,9 @@ def _latents_and_directions(rng, num_groups, tasks_per_group, num_examples, fact
         for t in range(tasks_per_group):
             w = center + spread * rng.standard_normal(factors_per_group)
             directions[g * tasks_per_group + t, block] = w / np.linalg.norm(w)
-    return latents, directions, task_names(num_groups, tasks_per_group)
+    cuts = np.linspace(-threshold_range, threshold_range, tasks_per_group) if tasks_per_group > 1 else [0.0]
+    thresholds = np.tile(np.asarray(cuts, np.float32), num_groups)
+    return latents, directions, thresholds, task_names(num_groups, tasks_per_group)
 
 
 def _smooth_patterns(rng, num_factors: int, size: int, waves: int = 3) -> np.ndarray:
@@ -153,8 +160,8 @@ def _smooth_patterns(rng, num_factors: int, size: int, waves: int = 3) -> np.nda
     return patterns
 
 
-def _assemble(inputs, latents, directions, groups, input_name) -> PlantedData:
-    labels = (latents @ directions.T > 0).astype(np.int32)
+def _assemble(inputs, latents, directions, thresholds, groups, input_name) -> PlantedData:
+    labels = (latents @ directions.T > thresholds).astype(np.int32)
     names = [name for group in groups for name in group]
     bounds = np.cumsum([0] + [round(f * len(inputs)) for f in SPLIT_FRACTIONS.values()])
     bounds[-1] = len(inputs)
@@ -164,7 +171,7 @@ def _assemble(inputs, latents, directions, groups, input_name) -> PlantedData:
         split_labels = {name: labels[part, j] for j, name in enumerate(names)}
         splits[split] = tf.data.Dataset.from_tensor_slices((inputs[part], split_labels))
         split_latents[split] = latents[part]
-    return PlantedData(splits, [Task(n) for n in names], groups, input_name, split_latents, directions)
+    return PlantedData(splits, [Task(n) for n in names], groups, input_name, split_latents, directions, thresholds)
 
 
 def _check_positive(**values) -> None:

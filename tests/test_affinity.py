@@ -1,0 +1,199 @@
+"""Affinity: the lookahead rules against real optimizer steps, and the model's Z against an
+independent reference that copies the model and takes a real `optimizer.apply` step."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tag_tf import affinity
+from tag_tf.affinity import AffinityConfig, TaskAffinity
+from tag_tf.data import synthetic
+from tag_tf.data.pipeline import batched
+from tag_tf.models import build_multitask_model, celeba_resnet_trunk, mlp_trunk
+from tag_tf.tasks import Task
+
+OPTIMIZERS = {
+    "sgd": lambda: keras.optimizers.SGD(0.05),
+    "momentum": lambda: keras.optimizers.SGD(0.05, momentum=0.9),
+    "nesterov": lambda: keras.optimizers.SGD(0.05, momentum=0.8, nesterov=True),
+    "adam": lambda: keras.optimizers.Adam(0.01),
+    "amsgrad": lambda: keras.optimizers.Adam(0.01, amsgrad=True),
+    "adamw": lambda: keras.optimizers.AdamW(0.01, weight_decay=0.1),
+    "sgd_decay_clipnorm": lambda: keras.optimizers.SGD(0.05, momentum=0.5, weight_decay=0.01, clipnorm=0.3),
+    "adam_clipvalue": lambda: keras.optimizers.Adam(0.01, clipvalue=0.05),
+}
+
+
+def copy_optimizer(optimizer, variables):
+    """A fresh optimizer with the same config and state, built on `variables`."""
+    copy = type(optimizer).from_config(optimizer.get_config())
+    copy.build(variables)
+    for target, source in zip(copy.variables, optimizer.variables):
+        target.assign(source)
+    return copy
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_lookahead_delta_equals_a_real_optimizer_step(name):
+    rng = np.random.default_rng(0)
+    variables = [keras.Variable(rng.normal(size=(3, 2)).astype("float32")), keras.Variable(rng.normal(size=(2,)).astype("float32"))]
+    optimizer = OPTIMIZERS[name]()
+    optimizer.build(variables)
+    for _ in range(3):  # non-zero momentum and moments
+        optimizer.apply([tf.constant(rng.normal(size=v.shape), tf.float32) for v in variables], variables)
+    grads = [tf.constant(rng.normal(size=v.shape), tf.float32) for v in variables]
+    before = [v.numpy() for v in variables]
+    deltas = affinity.lookahead_deltas(optimizer, grads, variables)
+    np.testing.assert_array_equal(variables[0].numpy(), before[0])  # nothing was mutated
+
+    copies = [keras.Variable(v) for v in before]
+    copy_optimizer(optimizer, copies).apply(grads, copies)
+    for delta, old, new in zip(deltas, before, copies):
+        np.testing.assert_allclose(delta.numpy(), old - new.numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_unsupported_optimizers_are_refused_with_the_valid_choices():
+    with pytest.raises(ValueError, match=r"no rule for optimizer RMSprop; supported: \('SGD', 'Adam', 'AdamW'\)"):
+        affinity.check_optimizer(keras.optimizers.RMSprop())
+    with pytest.raises(ValueError, match="global_clipnorm=1.0 is not supported"):
+        affinity.check_optimizer(keras.optimizers.SGD(global_clipnorm=1.0))
+    with pytest.raises(ValueError, match="gradient_accumulation_steps=4"):
+        affinity.check_optimizer(keras.optimizers.Adam(gradient_accumulation_steps=4))
+    affinity.check_optimizer(keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD()))
+
+
+def test_bad_config_values():
+    with pytest.raises(ValueError, match=r"Unknown affinity mode 'second'; valid modes: \('exact', 'first_order'\)"):
+        AffinityConfig(mode="second")
+    with pytest.raises(ValueError, match="every_n_steps"):
+        AffinityConfig(every_n_steps=0)
+
+
+def small_batch(num_tasks=3, n=32, image=False, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(size=(n, 12, 12, 3) if image else (n, 6)).astype("float32")
+    y = {f"t{i}": rng.integers(0, 2, n).astype("int32") for i in range(num_tasks)}
+    return x, y
+
+
+def reference_affinity(model, optimizer, x, y, normalize=True):
+    """Z by brute force: per source task, copy the model and optimizer, take one real
+    optimizer.apply step on the source's loss for the shared variables only, re-evaluate."""
+    names = [t.name for t in model.tasks]
+    before = {n: float(v) for n, v in model.task_losses(y, model(x, training=True)).items()}
+    z = np.zeros((len(names), len(names)))
+    for i, source in enumerate(names):
+        copy = type(model).from_config(model.get_config())
+        copy.set_weights(model.get_weights())
+        shared = copy.shared_variables
+        opt = copy_optimizer(optimizer, copy.trainable_variables)
+        with tf.GradientTape() as tape:
+            loss = copy.task_losses(y, copy(x, training=True))[source]
+        opt.apply(tape.gradient(loss, shared), shared)
+        after = copy.task_losses(y, copy(x, training=True))
+        for j, target in enumerate(names):
+            z[i, j] = 1 - float(after[target]) / before[target]
+    lr = float(affinity.current_learning_rate(optimizer))
+    return z / lr if normalize else z
+
+
+@pytest.mark.parametrize("opt_name, image", [("sgd", False), ("momentum", False), ("adam", False), ("momentum", True)])
+def test_exact_affinity_equals_the_reference(opt_name, image):
+    x, y = small_batch(image=image)
+    trunk = celeba_resnet_trunk(12, filters=4) if image else mlp_trunk(6, hidden=(8, 8))
+    model = build_multitask_model(trunk, list(y), affinity=AffinityConfig())
+    model.compile(optimizer=OPTIMIZERS[opt_name]())
+    for seed in (1, 2, 3):  # a few steps first, so that momentum and moments are non-zero
+        model.train_on_batch(*small_batch(image=image, seed=seed))
+    expected = reference_affinity(model, model.optimizer, x, y)
+    for variable in (model.affinity_total, model.affinity_count):
+        variable.assign(tf.zeros_like(variable))
+    model.train_on_batch(x, y)
+    measured = model.task_affinity().matrix
+    # float32: Z = (1 − after/before) / lr loses digits to cancellation; agreement to 1e-5 absolute
+    np.testing.assert_allclose(measured, expected, rtol=0, atol=1e-5)
+    assert np.abs(expected).max() > 1e-3  # and the values are far from trivially small
+
+
+def test_first_order_approaches_exact_as_the_learning_rate_shrinks():
+    x, y = small_batch()
+    errors = []
+    for lr in (1e-1, 1e-2):
+        matrices = {}
+        for mode in ("exact", "first_order"):
+            keras.utils.set_random_seed(0)
+            model = build_multitask_model(mlp_trunk(6, hidden=(8,)), list(y), affinity=AffinityConfig(mode=mode))
+            model.compile(optimizer=keras.optimizers.SGD(lr))
+            model.train_on_batch(x, y)
+            matrices[mode] = model.task_affinity().matrix
+        errors.append(np.abs(matrices["first_order"] - matrices["exact"]).max() / np.abs(matrices["exact"]).max())
+    assert errors[1] < 1e-2 and errors[1] < errors[0] / 3
+
+
+def test_every_n_steps_and_per_epoch_means():
+    data = synthetic.planted_groups_tabular(num_groups=2, tasks_per_group=2, num_examples=400, seed=0)
+    model = build_multitask_model(mlp_trunk(32, hidden=(16,)), data.tasks, affinity=AffinityConfig(every_n_steps=3))
+    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9))
+    model.fit(batched(data.splits["train"], 32), epochs=2, verbose=0)  # 10 steps per epoch
+    result = model.task_affinity()
+    assert result.steps == 7  # optimizer steps 0, 3, 6, ..., 18
+    assert len(result.epochs) == 2
+    counts = model.affinity_count.numpy()
+    np.testing.assert_array_equal(counts, np.full((4, 4), 7.0))
+    # the run mean is the count-weighted mean of the epoch means (4 steps in epoch 1, 3 in epoch 2)
+    np.testing.assert_allclose(result.matrix, (4 * result.epochs[0] + 3 * result.epochs[1]) / 7, rtol=1e-5)
+
+
+def test_unlabelled_task_contributes_nothing_and_zero_loss_is_skipped_and_counted():
+    x, y = small_batch(num_tasks=3)
+    y["t2"] = np.full_like(y["t2"], -1)  # no labelled example of t2 in this batch
+    tasks = [Task("t0"), Task("t1"), Task("t2"), Task("r", kind="regression")]
+    y["r"] = np.zeros(len(x), "float32")
+    model = build_multitask_model(mlp_trunk(6, hidden=(8,)), tasks, affinity=AffinityConfig())
+    head = model.get_layer("head_r")
+    head.set_weights([np.zeros_like(w) for w in head.get_weights()])  # predicts exactly 0: zero loss
+    model.compile(optimizer=keras.optimizers.SGD(0.01))
+    model.train_on_batch(x, y)
+    counts = model.affinity_count.numpy()
+    assert counts[:2, :2].tolist() == [[1, 1], [1, 1]]
+    assert counts[2].sum() == 0 and counts[:, 2].sum() == 0  # unlabelled: no sample, no skip
+    assert counts[:, 3].sum() == 0  # target with zero loss: skipped
+    assert model.task_affinity().skipped == 3  # sources t0, t1, r onto r
+    assert np.isnan(model.task_affinity().matrix[0, 2])
+
+
+def test_within_group_affinity_exceeds_cross_group_on_planted_data():
+    """Onto every target task, every source of its planted group helps more than any other source.
+
+    Compared per target (column), as selection reads A: a momentum optimizer adds the same
+    momentum step to every source's lookahead, which shifts whole columns, not their order.
+    """
+    data = synthetic.planted_groups(num_groups=3, tasks_per_group=3, num_examples=2000, image_size=16, seed=0)
+    model = build_multitask_model(celeba_resnet_trunk(16, filters=16), data.tasks, affinity=AffinityConfig())
+    model.compile(optimizer=keras.optimizers.SGD(0.05))
+    model.fit(batched(data.splits["train"], 64, shuffle_buffer=2000), epochs=2, verbose=0, shuffle=False)
+    matrix = model.task_affinity().matrix
+    group = {name: g for g, names in enumerate(data.groups) for name in names}
+    names = [t.name for t in data.tasks]
+    for j, target in enumerate(names):
+        within = [matrix[i, j] for i, source in enumerate(names) if source != target and group[source] == group[target]]
+        across = [matrix[i, j] for i, source in enumerate(names) if group[source] != group[target]]
+        assert min(within) > max(across), target
+
+
+def test_task_affinity_json_round_trip(tmp_path):
+    result = TaskAffinity(("a", "b"), np.array([[0.5, np.nan], [-1.0, 2.0]]),
+                          epochs=(np.eye(2),), steps=3, skipped=1)
+    path = str(tmp_path / "affinity.json")
+    result.to_json(path)
+    loaded = TaskAffinity.from_json(path)
+    assert loaded.tasks == ("a", "b") and loaded.steps == 3 and loaded.skipped == 1
+    np.testing.assert_array_equal(loaded.matrix, result.matrix)
+    np.testing.assert_array_equal(loaded.epochs[0], np.eye(2))
+
+
+def test_plain_model_collects_nothing():
+    model = build_multitask_model(mlp_trunk(6, hidden=(4,)), ["a"])
+    with pytest.raises(ValueError, match="collects no affinity"):
+        model.task_affinity()
