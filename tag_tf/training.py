@@ -259,14 +259,11 @@ class MultiTaskModel(keras.Model):
         super().make_train_function(force=True)
         if self.affinity_config is None:
             return self.train_function
-        affinity_math.check_optimizer(self.optimizer)
+        self.prepare_affinity()
         if self.steps_per_execution != 1:
             raise ValueError(
                 f"Affinity collection needs steps_per_execution=1 in compile(), got {self.steps_per_execution}."
             )
-        if not self.optimizer.built:  # the lookahead reads its slots before the first apply()
-            with self.distribute_strategy.scope():
-                self.optimizer.build(self.trainable_variables)
         plain = self.train_function
         lookahead = self._make_function(self.affinity_train_step)  # Keras' own wrapper (strategy.run)
         every = self.affinity_config.every_n_steps
@@ -278,12 +275,20 @@ class MultiTaskModel(keras.Model):
         self.train_function = train_function
         return train_function
 
+    def prepare_affinity(self):
+        """Check the optimizer has a lookahead rule and build it (its slots are read before the
+        first `apply()`). Called by every training loop before its first affinity step."""
+        affinity_math.check_optimizer(self.optimizer)
+        if not self.optimizer.built:
+            with self.distribute_strategy.scope():
+                self.optimizer.build(self.trainable_variables)
+
     # -- results ----------------------------------------------------------------------------------
 
     def fit(self, *args, callbacks=None, **kwargs):
         """`keras.Model.fit`; with affinity on, it also records per-epoch affinity means."""
         if self.affinity_config is not None:
-            callbacks = list(callbacks or []) + [_AffinityEpochs()]
+            callbacks = list(callbacks or []) + [AffinityEpochs()]
         return super().fit(*args, callbacks=callbacks, **kwargs)
 
     def task_affinity(self) -> TaskAffinity:
@@ -314,8 +319,11 @@ class MultiTaskModel(keras.Model):
         return config
 
 
-class _AffinityEpochs(keras.callbacks.Callback):
-    """Records the cumulative affinity sums at every epoch boundary (added by `MultiTaskModel.fit`)."""
+class AffinityEpochs(keras.callbacks.Callback):
+    """Records the cumulative affinity sums at every epoch boundary, for the per-epoch means.
+
+    `MultiTaskModel.fit` adds it by itself; custom training loops add it to their callbacks.
+    """
 
     def on_epoch_begin(self, epoch, logs=None):
         if not self.model._affinity_snapshots:
