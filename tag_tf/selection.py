@@ -50,11 +50,17 @@ scoring at least the incumbent ``LB`` uses only served sets whose reduced cost i
 ``UB - LB``, and a HiGHS MILP over those proves optimality.
 
 ``heuristic`` (any n): agglomerative merging, then local search over served sets (move one task,
-swap two tasks) with random restarts. Its ``upper_bound`` is the LP bound above when the table
-fits, else a Lagrangian bound: for duals ``y`` and ``mu >= 0`` with ``sum_{t in S} y_t + mu >=
-best(S)`` for every ``S``, ``sum(y) + k mu`` bounds the optimum; the pricing problem is relaxed by
-letting each task of a size-``m`` group take its own ``m - 1`` best sources, and ``y`` is chosen by
-a small LP. The bound is valid but loose on unstructured matrices; the gap is reported as is.
+swap two tasks) from random restarts and random kicks; a set-partitioning MILP then picks the best
+at most k served sets among all those of every local optimum. Its ``upper_bound`` is the LP bound
+above when the table fits (n <= 22), else a Lagrangian bound: for duals ``y`` and ``mu >= 0`` with
+``sum_{t in S} y_t + mu >= best(S)`` for every ``S``, ``sum(y) + k mu`` bounds the optimum; the
+pricing problem is relaxed by letting each task of a size-``m`` group take its own ``m - 1`` best
+sources, and ``y`` is chosen by a small LP (`relaxed_upper_bound`). That bound is valid and close
+on block-structured matrices but loose (2-4x the score) on unstructured ones; the gap is reported
+as is, and ``optimal`` is True only when score and bound meet.
+
+``method="auto"``: dp up to 15 tasks, milp up to 22 (falling back to the heuristic and its LP
+bound when the MILP would be too large), the heuristic beyond.
 """
 
 from __future__ import annotations
@@ -78,11 +84,12 @@ SINGLETON_POLICIES = ("zero", "forbid")
 SENSES = ("maximize", "minimize")
 DP_MAX_TASKS = 15  # (mask, submask) pairs: 3^15 / 2 = 7M
 TABLE_MAX_TASKS = 22  # served-set table of 2^22 values
-AUTO_EXACT_MAX_TASKS = 20  # beyond this `auto` runs the heuristic with a bound
+AUTO_EXACT_MAX_TASKS = 22  # beyond this `auto` runs the heuristic with a bound
 BRUTE_FORCE_MAX_SETS = 50_000_000
 _AUTO_MAX_FIXED_COLUMNS = 200_000
 _AUTO_MILP_SECONDS = 30.0
-_LOCAL_SEARCH_RESTARTS = 30
+_LOCAL_SEARCH_RESTARTS = 200
+_POOL_MILP_SECONDS = 10.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,7 +176,15 @@ def save_selection(path: str, tasks: Sequence[str], groupings: Sequence[Grouping
 
 
 def load_selection(path: str) -> tuple[list[str], list[Grouping]]:
-    """Read a `selection.json` written by `save_selection`: (tasks, groupings)."""
+    """Read a `selection.json` written by `save_selection`: (tasks, groupings).
+
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "selection.json")
+    >>> save_selection(path, ["a"], [select_groups([[0.0]], 1, tasks=["a"])])
+    >>> tasks, groupings = load_selection(path)
+    >>> tasks, groupings[0].assignment
+    (['a'], {'a': 0})
+    """
     data = read_json(path)
     return list(data["tasks"]), [Grouping.from_json(g) for g in data["selections"]]
 
@@ -225,6 +240,7 @@ def served_set_values(matrix: np.ndarray, served: np.ndarray, singleton: np.ndar
 
     ``best(S)`` is the most that tasks ``S`` can score together in one group containing them (just
     ``S`` when ``overlap=False``); ``-inf`` when no allowed group serves ``S``, 0 for empty ``S``.
+    `matrix` is ``A[source, target]``: a served task reads its column, extra members their rows.
     With ``return_groups`` also returns the boolean (rows, tasks) matrix of the maximising groups.
 
     >>> a = np.array([[0.0, 1.0, 2.0], [3.0, 0.0, 4.0], [5.0, 6.0, 0.0]])
@@ -283,7 +299,11 @@ def members_of(masks: np.ndarray, num_tasks: int) -> np.ndarray:
 
 
 def masks_of(members: np.ndarray) -> np.ndarray:
-    """Integer bitmasks of the rows of a boolean membership matrix (inverse of `members_of`)."""
+    """Integer bitmasks of the rows of a boolean membership matrix (inverse of `members_of`).
+
+    >>> masks_of(np.array([[True, False, True]])).tolist()
+    [5]
+    """
     members = np.atleast_2d(members)
     return members.astype(np.int64) @ (np.int64(1) << np.arange(members.shape[1], dtype=np.int64))
 
@@ -410,7 +430,7 @@ def _affinity_instance(matrix, singleton, num_groups, overlap, max_group_size) -
 
     return _Instance(num_tasks=len(matrix), costs=np.ones(1), budget=float(num_groups), values=values,
                      group=group, scores=lambda members: group_scores(matrix, members, singleton),
-                     relaxed_bound=lambda: relaxed_upper_bound(matrix, singleton, num_groups,
+                     relaxed_bound=lambda: relaxed_upper_bound(matrix, singleton, num_groups, overlap=overlap,
                                                                max_group_size=max_group_size))
 
 
@@ -483,6 +503,13 @@ class _Columns:
     def members(self, num_tasks: int) -> sparse.csr_matrix:
         return sparse.csr_matrix(members_of(self.masks, num_tasks).T.astype(float))
 
+    def served_sets(self, index) -> list[tuple[int, int]]:
+        return list(zip(self.masks[index].tolist(), self.levels[index].tolist()))
+
+    def __add__(self, other: "_Columns") -> "_Columns":
+        return _Columns(*(np.concatenate([getattr(self, f.name), getattr(other, f.name)])
+                          for f in dataclasses.fields(self)))
+
 
 def _columns(table: np.ndarray, costs: np.ndarray, flat_index: np.ndarray) -> _Columns:
     levels, masks = np.divmod(flat_index, table.shape[1])
@@ -517,10 +544,7 @@ def _column_generation(table: np.ndarray, costs: np.ndarray, budget: float, seed
     columns = seed
     best = (np.inf, None, None)
     for round_ in range(max_rounds):
-        everything = _Columns(*(np.concatenate([a, b]) for a, b in zip(
-            (artificial.masks, artificial.levels, artificial.values, artificial.costs),
-            (columns.masks, columns.levels, columns.values, columns.costs))))
-        _, y, mu = _master_lp(everything, n, budget)
+        _, y, mu = _master_lp(artificial + columns, n, budget)
         reduced = table - subset_sums(y)[None, :] - costs[:, None] * mu
         worst = float(reduced.max())
         adjusted_mu = mu + max(worst, 0.0) / costs.min()
@@ -532,10 +556,7 @@ def _column_generation(table: np.ndarray, costs: np.ndarray, budget: float, seed
         flat = reduced.ravel()
         take = min(batch, int((flat > 0).sum()))
         index = np.argpartition(-flat, take - 1)[:take]
-        new = _columns(table, costs, index[flat[index] > 0])
-        columns = _Columns(*(np.concatenate([a, b]) for a, b in zip(
-            (columns.masks, columns.levels, columns.values, columns.costs),
-            (new.masks, new.levels, new.values, new.costs))))
+        columns = columns + _columns(table, costs, index[flat[index] > 0])
     logging.info("column generation: %d rounds, %d columns, LP bound %.6g", round_ + 1,
                  len(columns.masks), best[0])
     return best[0], best[1], best[2], columns
@@ -564,6 +585,11 @@ def _milp(columns: _Columns, num_tasks: int, budget: float, time_limit: float | 
     return chosen, float(columns.values[chosen].sum()), bound, res.status == 0
 
 
+def _meets(value: float, bound: float) -> bool:
+    """Whether `value` reaches the proven `bound`, to the relative 1e-6 that optimality claims."""
+    return value >= bound - 1e-6 * (1.0 + abs(bound))
+
+
 def _solve_milp(instance: _Instance, table: np.ndarray, incumbent, *, exact: bool):
     """Column generation + reduced-cost fixing + MILP.
 
@@ -572,21 +598,20 @@ def _solve_milp(instance: _Instance, table: np.ndarray, incumbent, *, exact: boo
     when too many columns survive the fixing, and time-limited.
     """
     n, costs, budget = instance.num_tasks, instance.costs, instance.budget
-    seed_index = np.array([level * table.shape[1] + mask for mask, level in (incumbent or [])], dtype=np.int64)
-    seed = _columns(table, costs, seed_index)
+    seed = _columns(table, costs, np.array([level * table.shape[1] + mask for mask, level in incumbent or []],
+                                           dtype=np.int64))
     lower = float(seed.values.sum()) if incumbent else -np.inf
     bound, y, mu, generated = _column_generation(table, costs, budget, seed)
-    tol = 1e-6 * (1.0 + abs(bound))
-    if lower >= bound - tol:
+    if _meets(lower, bound):
         return incumbent, bound, True
     time_limit = None if exact else _AUTO_MILP_SECONDS
     chosen, value, _, _ = _milp(generated, n, budget, time_limit)  # price and branch: a quick incumbent
     if chosen is not None and value > lower:
-        incumbent, lower = list(zip(generated.masks[chosen].tolist(), generated.levels[chosen].tolist())), value
-        if lower >= bound - tol:
+        incumbent, lower = generated.served_sets(chosen), value
+        if _meets(lower, bound):
             return incumbent, bound, True
     slack = (subset_sums(y)[None, :] + costs[:, None] * mu - table).ravel()
-    keep = np.flatnonzero(np.isfinite(slack) & (slack <= bound - lower + tol))
+    keep = np.flatnonzero(np.isfinite(slack) & (slack <= bound - lower + 1e-6 * (1.0 + abs(bound))))
     logging.info("reduced-cost fixing: %d of %d served sets can beat %.6g (bound %.6g)",
                  len(keep), table.size, lower, bound)
     if not exact and len(keep) > _AUTO_MAX_FIXED_COLUMNS:
@@ -594,7 +619,7 @@ def _solve_milp(instance: _Instance, table: np.ndarray, incumbent, *, exact: boo
     fixed = _columns(table, costs, keep)
     chosen, value, milp_bound, proven = _milp(fixed, n, budget, time_limit)
     if chosen is not None and value > lower:
-        incumbent, lower = list(zip(fixed.masks[chosen].tolist(), fixed.levels[chosen].tolist())), value
+        incumbent, lower = fixed.served_sets(chosen), value
     if proven:
         return incumbent, lower, True
     return incumbent, min(bound, max(milp_bound, lower)), False
@@ -620,7 +645,8 @@ def _local_search(labels: np.ndarray, value, slots: int) -> np.ndarray:
         tol = 1e-12 * (1.0 + np.abs(current).sum())
         removed = sets[labels] & ~eye  # row t: t's set without t
         added = (sets[None, :, :] | eye[:, None, :]).reshape(n * slots, n)  # t joins set j
-        gain = (value(removed) - current[labels])[:, None] + (value(added).reshape(n, slots) - current[None, :])
+        gain = ((value(removed) - current[labels])[:, None]
+                + (value(added).reshape(n, slots) - current[None, :]))
         gain[np.arange(n), labels] = -np.inf
         t, j = np.unravel_index(np.argmax(gain), gain.shape)
         if gain[t, j] > tol:
@@ -657,29 +683,54 @@ def _agglomerate(value, n: int, slots: int) -> np.ndarray:
     return np.argmax(sets, axis=0)
 
 
-def _heuristic(instance: _Instance, largest: int, *, restarts: int = _LOCAL_SEARCH_RESTARTS, seed: int = 0):
-    """Greedy merging + local search with random perturbations; [(served mask, 0)] (unit costs)."""
+def _heuristic(instance: _Instance, largest: int, scale: float, *, restarts: int = _LOCAL_SEARCH_RESTARTS,
+               seed: int = 0):
+    """Local search over served sets, then the best combination of every set it met.
+
+    Starts from greedy merging, then restarts alternately from random labellings and from random
+    kicks of the best solution so far; each start is driven to a local optimum by `_local_search`.
+    Every served set of every local optimum joins a pool, and a set-partitioning MILP over the pool
+    picks the best at most k of them (never worse than the best local optimum). Unit costs only.
+    `scale` bounds |score(t, g)|; infeasible sets are penalised far below any feasible total.
+    Returns [(served mask, 0)].
+    """
     n = instance.num_tasks
     slots = min(int(instance.budget), n)
-    pairs = instance.values(np.ones((1, n), dtype=bool) if n == 1 else
-                            np.eye(n, dtype=bool) | np.roll(np.eye(n, dtype=bool), 1, axis=1))[0]
-    scale = float(np.abs(pairs[np.isfinite(pairs)]).max(initial=1.0))
     value = _penalised(instance, largest, penalty=1.0 + 10.0 * n * scale)
-
-    def total(labels):
-        return float(value(labels[None, :] == np.arange(slots)[:, None]).sum())
-
     rng = np.random.default_rng(seed)
-    best = _local_search(_agglomerate(value, n, slots), value, slots)
-    best_total = total(best)
-    for _ in range(restarts):
-        kicked = best.copy()
-        moved = rng.choice(n, size=max(2, n // 8) if n > 1 else 1, replace=False)
-        kicked[moved] = rng.integers(0, slots, size=len(moved))
-        candidate = _local_search(kicked, value, slots)
-        candidate_total = total(candidate)
-        if candidate_total > best_total + 1e-12 * (1.0 + abs(best_total)):
-            best, best_total = candidate, candidate_total
+    pool = {}
+
+    def optimise(labels):
+        labels = _local_search(labels, value, slots)
+        sets = labels[None, :] == np.arange(slots)[:, None]
+        sets = sets[sets.any(axis=1)]
+        values = value(sets)
+        pool.update(zip(masks_of(sets).tolist(), values.tolist()))
+        return labels, float(values.sum())
+
+    best, best_total = optimise(_agglomerate(value, n, slots))
+    for restart in range(restarts):
+        if restart % 2:
+            start = rng.integers(0, slots, size=n)
+        else:
+            start = best.copy()
+            moved = rng.choice(n, size=min(n, max(2, n // 8)), replace=False)
+            start[moved] = rng.integers(0, slots, size=len(moved))
+        labels, total = optimise(start)
+        if total > best_total + 1e-12 * (1.0 + abs(best_total)):
+            best, best_total = labels, total
+    masks = np.array(list(pool), dtype=np.int64)
+    values = np.array(list(pool.values()))
+    feasible = np.isfinite(instance.values(members_of(masks, n))[0])
+    columns = _Columns(masks[feasible], np.zeros(feasible.sum(), dtype=np.int64), values[feasible],
+                       np.ones(feasible.sum()))
+    chosen, total = None, -np.inf
+    if feasible.any():
+        chosen, total, _, _ = _milp(columns, n, float(slots), _POOL_MILP_SECONDS)
+    logging.info("heuristic: %d restarts, pool of %d served sets, best local optimum %.6g, pool MILP %.6g",
+                 restarts, len(masks), best_total, total)
+    if chosen is not None and total >= best_total:
+        return columns.served_sets(chosen)
     sets = best[None, :] == np.arange(slots)[:, None]
     sets = sets[sets.any(axis=1)]
     if not np.all(np.isfinite(instance.values(sets)[0])):
@@ -688,48 +739,31 @@ def _heuristic(instance: _Instance, largest: int, *, restarts: int = _LOCAL_SEAR
 
 
 def relaxed_upper_bound(matrix: np.ndarray, singleton: np.ndarray, num_groups: int, *,
-                        max_group_size: int | None = None) -> float:
+                        overlap: bool = True, max_group_size: int | None = None) -> float:
     """A Lagrangian upper bound on the best total score with at most `num_groups` groups.
 
     For duals ``y`` (one per task) and ``mu >= 0`` with ``sum_{t in S} y_t + mu >= best(S)`` for every
     served set ``S``, ``sum(y) + k mu`` bounds the optimum (LP duality for the partition form). The
     pricing problem ``max_S best(S) - y(S)`` is relaxed: in a group of size ``m`` each task scores at
     most ``c_t(m)``, the mean of its ``m - 1`` largest incoming affinities ``A[o, t]`` (a column of
-    ``A``), so ``mu >= max_m (sum of the m largest (c_t(m) - y_t)^+)`` suffices. ``y`` minimising
-    the bound is found by a small LP; the bound is then re-evaluated exactly at that ``y``. Valid for
-    overlapping and disjoint groups; at most the trivial bound ``sum_t max_g score(t, g)``.
+    ``A``), so ``mu >= max_m (sum of the m largest (c_t(m) - y_t)^+)`` suffices. With
+    ``overlap=False`` the served set is the whole group, so exactly ``m`` terms count (no positive
+    parts), and the group total is also the same with ``A`` replaced by ``(A + A.T) / 2``: both
+    readings bound it and the smaller is taken. ``y`` is chosen by a small LP; the bound is then
+    re-evaluated exactly at that ``y``. It is at most the trivial bound ``sum_t max_g score(t, g)``.
 
     >>> a = np.array([[0.0, 1.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0],
     ...               [0.0, 0.0, 0.0, 1.0], [0.0, 0.0, 1.0, 0.0]])
     >>> round(relaxed_upper_bound(a, np.zeros(4), 2), 6), round(relaxed_upper_bound(a, np.zeros(4), 1), 6)
     (4.0, 1.333333)
     """
-    n = len(matrix)
-    largest = n if max_group_size is None else min(max_group_size, n)
-    best_in = _best_incoming(matrix, singleton, largest)  # (largest, n): c_t(m) for m = 1..largest
-    sizes = np.arange(1, largest + 1)
-    rows = [(m, t) for m in range(largest) for t in range(n) if np.isfinite(best_in[m, t])]
-    # variables: y (n, free), mu, lambda_m (largest), s_{m,t} (len(rows)), all but y >= 0
-    num_vars = n + 1 + largest + len(rows)
-    objective = np.zeros(num_vars)
-    objective[:n], objective[n] = 1.0, float(num_groups)
-    a_ub = sparse.lil_matrix((largest + len(rows), num_vars))
-    b_ub = np.zeros(largest + len(rows))
-    for m in range(largest):  # m_size * lambda_m + sum_t s_{m,t} - mu <= 0
-        a_ub[m, n] = -1.0
-        a_ub[m, n + 1 + m] = sizes[m]
-    for r, (m, t) in enumerate(rows):  # s_{m,t} >= c_t(m) - y_t - lambda_m
-        a_ub[m, n + 1 + largest + r] = 1.0
-        a_ub[largest + r, t] = -1.0
-        a_ub[largest + r, n + 1 + m] = -1.0
-        a_ub[largest + r, n + 1 + largest + r] = -1.0
-        b_ub[largest + r] = -best_in[m, t]
-    bounds = [(None, None)] * n + [(0, None)] * (num_vars - n)
-    res = optimize.linprog(objective, A_ub=a_ub.tocsr(), b_ub=b_ub, bounds=bounds, method="highs")
-    if res.status != 0:
-        raise RuntimeError(f"relaxed bound LP failed: {res.message}")
-    y = res.x[:n]
-    return float(y.sum() + num_groups * _relaxed_pricing(best_in, y))
+    largest = len(matrix) if max_group_size is None else min(max_group_size, len(matrix))
+    tables = [_best_incoming(matrix, singleton, largest)]
+    if not overlap:
+        tables.append(_best_incoming((matrix + matrix.T) / 2, singleton, largest))
+    exact_size = not overlap
+    return min(float(y.sum() + num_groups * _relaxed_pricing(tables, y, exact_size=exact_size))
+               for y in (_relaxed_duals(table, num_groups, exact_size=exact_size) for table in tables))
 
 
 def _best_incoming(matrix: np.ndarray, singleton: np.ndarray, largest: int) -> np.ndarray:
@@ -740,11 +774,46 @@ def _best_incoming(matrix: np.ndarray, singleton: np.ndarray, largest: int) -> n
     return np.vstack([singleton[None, :], means])[:largest]
 
 
-def _relaxed_pricing(best_in: np.ndarray, y: np.ndarray) -> float:
-    """max(0, max_m sum of the m largest (c_t(m) - y_t)^+): an upper bound on max_S best(S) - y(S)."""
-    gains = np.maximum(np.nan_to_num(best_in - y[None, :], neginf=0.0), 0.0)
-    top = np.cumsum(np.sort(gains, axis=1)[:, ::-1], axis=1)
-    return float(max(top[m, m] for m in range(len(best_in))))
+def _relaxed_duals(best_in: np.ndarray, num_groups: int, *, exact_size: bool) -> np.ndarray:
+    """y minimising sum(y) + k max_m top_m(c(m) - y): an LP, using top_m(v) = min_l m l + sum (v - l)^+.
+
+    Variables: y (free), mu >= 0, l_m (>= 0 when positive parts are taken, else free), s_{m,t} >= 0.
+    """
+    largest, n = best_in.shape
+    rows = [(m, t) for m in range(largest) for t in range(n) if np.isfinite(best_in[m, t])]
+    num_vars = n + 1 + largest + len(rows)
+    objective = np.zeros(num_vars)
+    objective[:n], objective[n] = 1.0, float(num_groups)
+    a_ub = sparse.lil_matrix((largest + len(rows), num_vars))
+    b_ub = np.zeros(largest + len(rows))
+    for m in range(largest):  # (m + 1) l_m + sum_t s_{m,t} - mu <= 0
+        a_ub[m, n] = -1.0
+        a_ub[m, n + 1 + m] = m + 1
+    for r, (m, t) in enumerate(rows):  # s_{m,t} >= c_t(m) - y_t - l_m
+        a_ub[m, n + 1 + largest + r] = 1.0
+        a_ub[largest + r, [t, n + 1 + m, n + 1 + largest + r]] = -1.0
+        b_ub[largest + r] = -best_in[m, t]
+    lambda_bounds = (None, None) if exact_size else (0, None)
+    bounds = [(None, None)] * n + [(0, None)] + [lambda_bounds] * largest + [(0, None)] * len(rows)
+    res = optimize.linprog(objective, A_ub=a_ub.tocsr(), b_ub=b_ub, bounds=bounds, method="highs")
+    if res.status != 0:
+        raise RuntimeError(f"relaxed bound LP failed: {res.message}")
+    return res.x[:n]
+
+
+def _relaxed_pricing(tables: Sequence[np.ndarray], y: np.ndarray, *, exact_size: bool) -> float:
+    """max(0, max_m min over tables of top_m(c(m) - y)): bounds max_S best(S) - y(S) from above.
+
+    Without `exact_size` the terms are positive parts (a served set may be smaller than its group).
+    """
+    per_size = []
+    for best_in in tables:
+        gains = best_in - y[None, :]
+        if not exact_size:
+            gains = np.maximum(gains, 0.0)
+        top = np.cumsum(np.sort(gains, axis=1)[:, ::-1], axis=1)
+        per_size.append(np.diagonal(top))  # size m + 1: the m + 1 largest
+    return float(max(0.0, np.min(per_size, axis=0).max()))
 
 
 def _brute_force(instance: _Instance, largest: int, overlap: bool):
@@ -773,7 +842,7 @@ def _brute_force(instance: _Instance, largest: int, overlap: bool):
 
 
 def _finish(instance: _Instance, groups: np.ndarray, names: Sequence[str], *, method: str,
-            bound: float, optimal: bool, start: float, sense: str) -> Grouping:
+            bound: float, optimal: bool, start: float, sense: str, budget) -> Grouping:
     """Serve every task from its best chosen group; drop groups serving nobody; name everything."""
     groups = np.unique(groups, axis=0)
     groups = groups[np.lexsort(groups.T[::-1])[::-1]]  # task order: the group holding task 0 first
@@ -792,7 +861,7 @@ def _finish(instance: _Instance, groups: np.ndarray, names: Sequence[str], *, me
         groups=tuple(tuple(names[t] for t in np.flatnonzero(g)) for g in groups),
         assignment={name: int(i) for name, i in zip(names, serving)},
         score=sign * total, optimal=optimal, upper_bound=sign * max(bound, total), method=method,
-        seconds=time.perf_counter() - start, budget=instance.budget, sense=sense)
+        seconds=time.perf_counter() - start, budget=budget, sense=sense)
 
 
 def _groups_of(instance: _Instance, served_sets) -> np.ndarray:
@@ -819,7 +888,7 @@ def select_groups(matrix, num_groups: int, *, tasks: Sequence[str] | None = None
       singleton: score of a task alone in its group: "zero", "forbid" (never alone, like the
         paper's -1e6), a float, or one float per task.
       max_group_size: largest group allowed; None for no limit.
-      method: "auto" (exact up to 20 tasks, else the heuristic), "exact" (dp up to 15 tasks, milp
+      method: "auto" (exact up to 22 tasks, else the heuristic), "exact" (dp up to 15 tasks, milp
         up to 22), "heuristic" (any size, with a proven bound) or "brute_force" (every set of up to
         k groups, as the TAG notebook; small n only).
 
@@ -847,31 +916,28 @@ def select_groups(matrix, num_groups: int, *, tasks: Sequence[str] | None = None
     if method == "brute_force":
         masks = _brute_force(instance, largest, overlap)
         return _finish(instance, members_of(np.array(masks), n), names, method="brute_force",
-                       bound=0.0, optimal=True, start=start, sense="maximize")
+                       bound=0.0, optimal=True, start=start, sense="maximize", budget=k)
     if method != "heuristic" and n <= DP_MAX_TASKS:
         served = _solve_dp(instance, _served_table(instance))
         return _finish(instance, _groups_of(instance, served), names, method="dp", bound=0.0,
-                       optimal=True, start=start, sense="maximize")
+                       optimal=True, start=start, sense="maximize", budget=k)
     if method == "auto" and n > AUTO_EXACT_MAX_TASKS:
         method = "heuristic"
-    served = _heuristic(instance, largest)
+    scale = max(np.abs(matrix).max(), np.abs(alone[np.isfinite(alone)]).max(initial=0.0))
+    served = _heuristic(instance, largest, scale=float(scale))
     if n > TABLE_MAX_TASKS:
-        value = float(instance.values(members_of(np.array([m for m, _ in served]), n))[0].sum())
         bound = instance.relaxed_bound()
-        optimal = value >= bound - 1e-9 * (1.0 + abs(bound))
-        return _finish(instance, _groups_of(instance, served), names, method="heuristic",
-                       bound=bound, optimal=optimal, start=start, sense="maximize")
-    table = _served_table(instance)
-    if method == "heuristic":
+    else:
+        table = _served_table(instance)
+        if method != "heuristic":
+            served, bound, optimal = _solve_milp(instance, table, served, exact=method == "exact")
+            return _finish(instance, _groups_of(instance, served), names, bound=bound, optimal=optimal,
+                           method="milp" if optimal else "heuristic", start=start, sense="maximize", budget=k)
         bound = _column_generation(table, instance.costs, instance.budget,
                                    _columns(table, instance.costs, np.array([m for m, _ in served])))[0]
-        value = float(table[0, [m for m, _ in served]].sum())
-        optimal = value >= bound - 1e-9 * (1.0 + abs(bound))
-        return _finish(instance, _groups_of(instance, served), names, method="heuristic",
-                       bound=bound, optimal=optimal, start=start, sense="maximize")
-    served, bound, optimal = _solve_milp(instance, table, served, exact=method == "exact")
-    return _finish(instance, _groups_of(instance, served), names, method="milp" if optimal else "heuristic",
-                   bound=bound, optimal=optimal, start=start, sense="maximize")
+    value = float(instance.values(members_of(np.array([m for m, _ in served]), n))[0].sum())
+    return _finish(instance, _groups_of(instance, served), names, method="heuristic", bound=bound,
+                   optimal=_meets(value, bound), start=start, sense="maximize", budget=k)
 
 
 def select_from_costs(results: Mapping[Sequence[str], Mapping[str, float]], budget: float,
@@ -916,16 +982,15 @@ def select_from_costs(results: Mapping[Sequence[str], Mapping[str, float]], budg
     table = _served_table(instance)
     units = _budget_units(level_costs, budget)
     if n <= DP_MAX_TASKS and units is not None and units[1] <= 64 * n:
-        served, method = _solve_dp(instance, table), "dp"
+        served, bound, optimal, method = _solve_dp(instance, table), 0.0, True, "dp"
     else:
-        served, _, optimal = _solve_milp(instance, table, None, exact=True)
-        method = "milp"
+        (served, bound, optimal), method = _solve_milp(instance, table, None, exact=True), "milp"
     if served is None:
         raise ValueError(f"budget={budget!r}: no set of networks within it covers every task "
                          f"(network costs range {level_costs.min()}..{level_costs.max()}, "
                          f"all {len(groups)} cost {costs.sum()})")
-    return _finish(instance, _groups_of(instance, served), names, method=method, bound=0.0,
-                   optimal=True, start=start, sense="minimize")
+    return _finish(instance, _groups_of(instance, served), names, method=method, bound=bound,
+                   optimal=optimal, start=start, sense="minimize", budget=budget)
 
 
 # ----------------------------------------------------------------------------------------------
