@@ -41,12 +41,14 @@ from __future__ import annotations
 import time
 
 import keras
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
 from tag_tf import affinity as affinity_math
 from tag_tf.affinity import AffinityConfig, TaskAffinity
 from tag_tf.tasks import Task, as_tasks
+from tag_tf.viz import affinity_image
 
 HEAD_PREFIX = "head_"
 
@@ -287,8 +289,8 @@ class MultiTaskModel(keras.Model):
 
     def fit(self, *args, callbacks=None, **kwargs):
         """`keras.Model.fit`; with affinity on, it also records per-epoch affinity means."""
-        if self.affinity_config is not None:
-            callbacks = list(callbacks or []) + [AffinityEpochs()]
+        if self.affinity_config is not None:  # first, so other callbacks see the finished epoch
+            callbacks = [AffinityEpochs()] + list(callbacks or [])
         return super().fit(*args, callbacks=callbacks, **kwargs)
 
     def task_affinity(self) -> TaskAffinity:
@@ -331,6 +333,44 @@ class AffinityEpochs(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.model._snapshot_affinity()
+
+
+class AffinityLogger(keras.callbacks.Callback):
+    """Writes the affinity after every epoch: to `json_path` (atomically) and to TensorBoard.
+
+    TensorBoard (under `log_dir`) gets, per epoch, one scalar per pair `affinity/<source>-><target>`
+    (that epoch's mean) and the epoch's matrix as an image `affinity/matrix` (rows: sources,
+    columns: targets; red helps, blue hurts).
+
+    >>> logger = AffinityLogger(json_path="runs/demo/affinity.json", log_dir="runs/demo/tensorboard")
+    """
+
+    def __init__(self, json_path: str | None = None, log_dir: str | None = None):
+        super().__init__()
+        self.json_path = json_path
+        self.log_dir = log_dir
+        self._writer = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        result = self.model.task_affinity()
+        if self.json_path:
+            result.to_json(self.json_path)
+        if self.log_dir and result.epochs:
+            if self._writer is None:
+                self._writer = tf.summary.create_file_writer(self.log_dir)
+            matrix = result.epochs[-1]
+            with self._writer.as_default(step=epoch):
+                for i, source in enumerate(result.tasks):
+                    for j, target in enumerate(result.tasks):
+                        if np.isfinite(matrix[i, j]):
+                            tf.summary.scalar(f"affinity/{source}->{target}", matrix[i, j])
+                tf.summary.image("affinity/matrix", affinity_image(matrix)[None])
+            self._writer.flush()
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
 
 class EpochSummary(keras.callbacks.Callback):

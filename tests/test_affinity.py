@@ -197,3 +197,27 @@ def test_plain_model_collects_nothing():
     model = build_multitask_model(mlp_trunk(6, hidden=(4,)), ["a"])
     with pytest.raises(ValueError, match="collects no affinity"):
         model.task_affinity()
+
+
+@pytest.mark.parametrize("policy, tolerance", [("mixed_float16", 0.03), ("mixed_bfloat16", 0.12)])
+def test_mixed_precision_gives_the_float32_matrix_within_tolerance(policy, tolerance):
+    """Losses and Z are float32 whatever the policy; the trunk's activations are not, so the
+    matrices differ by rounding: within 3% (float16) or 12% (bfloat16, 8-bit mantissa) of the
+    largest entry, over 8 steps."""
+    data = synthetic.planted_groups(num_groups=2, tasks_per_group=2, num_examples=320, image_size=16, seed=0)
+    matrices = {}
+    for name in ("float32", policy):
+        keras.mixed_precision.set_global_policy(name)
+        try:
+            keras.utils.set_random_seed(0)
+            model = build_multitask_model(celeba_resnet_trunk(16, filters=8), data.tasks, affinity=AffinityConfig())
+            model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
+            model.fit(batched(data.splits["train"], 32), epochs=1, verbose=0, shuffle=False)
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
+        if name == "mixed_float16":
+            assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+        matrices[name] = model.task_affinity().matrix
+        assert model.task_affinity().skipped == 0
+    scale = np.abs(matrices["float32"]).max()
+    assert np.abs(matrices[policy] - matrices["float32"]).max() < tolerance * scale

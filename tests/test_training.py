@@ -1,12 +1,16 @@
+import os
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from tag_tf.affinity import AffinityConfig, TaskAffinity
 from tag_tf.data import synthetic
 from tag_tf.data.pipeline import batched
 from tag_tf.models import build_multitask_model, mlp_trunk
 from tag_tf.tasks import Task
+from tag_tf.training import AffinityLogger
 
 
 def softplus(x):
@@ -114,3 +118,41 @@ def test_outputs_must_match_the_tasks():
     x = keras.Input((3,), name="features")
     with pytest.raises(ValueError, match=r"dict keyed by the task names \['a', 'b'\], got \['a'\]"):
         MultiTaskModel(x, {"a": keras.layers.Dense(1)(x)}, tasks=["a", "b"])
+
+
+def read_scalars(log_dir):
+    """{tag: {step: value}} from the TensorBoard event files in log_dir."""
+    scalars = {}
+    for name in os.listdir(log_dir):
+        for event in tf.compat.v1.train.summary_iterator(os.path.join(log_dir, name)):
+            for value in event.summary.value:
+                array = tf.make_ndarray(value.tensor)
+                if array.ndim == 0:
+                    scalars.setdefault(value.tag, {})[event.step] = float(array)
+    return scalars
+
+
+def test_affinity_logger_with_keras_callbacks_in_a_plain_fit(tmp_path):
+    data = planted_tabular(400)
+    model = build_multitask_model(mlp_trunk(32, hidden=(16,)), data.tasks, affinity=AffinityConfig())
+    model.compile(optimizer=keras.optimizers.SGD(0.02, momentum=0.9))
+    json_path, log_dir = str(tmp_path / "affinity.json"), str(tmp_path / "tb" / "affinity")
+    callbacks = [
+        AffinityLogger(json_path=json_path, log_dir=log_dir),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=5, restore_best_weights=True),
+        keras.callbacks.ModelCheckpoint(str(tmp_path / "best.keras"), monitor="val_loss", save_best_only=True),
+        keras.callbacks.TensorBoard(str(tmp_path / "tb")),
+    ]
+    model.fit(batched(data.splits["train"], 32), validation_data=batched(data.splits["validation"], 64),
+              epochs=3, verbose=0, shuffle=False, callbacks=callbacks)
+    result = model.task_affinity()
+    written = TaskAffinity.from_json(json_path)
+    assert written.tasks == result.tasks and len(written.epochs) == 3 and written.steps == 30
+    np.testing.assert_allclose(written.matrix, result.matrix)
+    scalars = read_scalars(log_dir)
+    names = [t.name for t in data.tasks]
+    assert len(scalars) == len(names) ** 2
+    for epoch in range(3):
+        assert scalars[f"affinity/{names[0]}->{names[1]}"][epoch] == pytest.approx(result.epochs[epoch][0, 1], rel=1e-5)
+    reloaded = keras.models.load_model(str(tmp_path / "best.keras"))
+    assert reloaded.affinity_config == AffinityConfig() and reloaded.task_affinity().steps > 0

@@ -1,0 +1,43 @@
+"""An affinity run killed mid-epoch (SIGKILL) and resumed with keras.callbacks.BackupAndRestore
+ends with the same matrix as an uninterrupted run: the accumulators are model variables."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUNNER = os.path.join(REPO, "tests", "resumable_affinity_run.py")
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+
+
+def run(*flags):
+    result = subprocess.run([sys.executable, RUNNER, *flags], env=ENV, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_killed_and_resumed_run_ends_with_the_uninterrupted_matrix(tmp_path):
+    backup = str(tmp_path / "backup")
+    uninterrupted, resumed = tmp_path / "uninterrupted.json", tmp_path / "resumed.json"
+    run(f"--out={uninterrupted}")
+
+    # killed in the middle of the second epoch (steps 10-19), after the first epoch's backup
+    process = subprocess.Popen([sys.executable, RUNNER, f"--backup_dir={backup}", f"--out={resumed}",
+                                "--pause_at_step=15"], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                               text=True)
+    try:
+        for line in process.stdout:
+            if line.strip() == "PAUSED":
+                break
+        process.kill()
+    finally:
+        process.wait(timeout=60)
+    assert process.returncode == -9 and not resumed.exists()
+    assert os.listdir(backup)  # the first epoch's backup is there
+
+    run(f"--backup_dir={backup}", f"--out={resumed}")
+    a, b = json.loads(uninterrupted.read_text()), json.loads(resumed.read_text())
+    assert a["iterations"] == b["iterations"] == 30 and a["steps"] == b["steps"] == 15
+    np.testing.assert_allclose(b["matrix"], a["matrix"], rtol=0, atol=1e-6)
