@@ -29,6 +29,18 @@ def write_json_atomic(path: str, data) -> None:
         raise
 
 
+def save_model_atomic(model, path: str) -> None:
+    """`model.save(path)` (a .keras file) through a temporary file in the same folder."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path[: -len(".keras")] + ".tmp.keras"
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def read_json(path: str):
     with open(path) as f:
         return json.load(f)

@@ -26,23 +26,26 @@ from tag_tf.tasks import Task, as_tasks
 from tag_tf.training import MultiTaskModel, head_name
 
 
-def celeba_resnet_trunk(image_size: int = 64, filters: int = 64, name: str = "trunk") -> keras.Model:
+def celeba_resnet_trunk(image_size: int = 64, filters: int = 64, bn_momentum: float = 0.99,
+                        name: str = "trunk") -> keras.Model:
     """The official TAG CelebA trunk: image float32 [S, S, 3] -> flat features.
 
-    At image_size 64 the output has 15 * 15 * 64 = 14400 features.
+    At image_size 64 the output has 15 * 15 * 64 = 14400 features. `bn_momentum` is that of the
+    moving statistics (Keras' and the official code's 0.99); short runs of a few hundred steps
+    want a smaller value (0.9) so that evaluation sees converged statistics.
     """
     if not isinstance(image_size, int) or image_size < 8:
         raise ValueError(f"image_size must be an integer >= 8, got {image_size!r}.")
     image = keras.Input(shape=(image_size, image_size, 3), name="image")
     x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name="conv1_1")(image)
-    x = layers.BatchNormalization(name="bn1_1")(x)
+    x = layers.BatchNormalization(momentum=bn_momentum, name="bn1_1")(x)
     x = layers.ReLU()(x)
     x = block_input = layers.MaxPooling2D(3, strides=2)(x)
     x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name="conv2_1")(x)
-    x = layers.BatchNormalization(name="bn2_1")(x)
+    x = layers.BatchNormalization(momentum=bn_momentum, name="bn2_1")(x)
     x = layers.ReLU()(x)
     x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name="conv2_2")(x)
-    x = layers.BatchNormalization(name="bn2_2")(x)
+    x = layers.BatchNormalization(momentum=bn_momentum, name="bn2_2")(x)
     x = layers.ReLU()(layers.Add()([x, block_input]))
     x = layers.AveragePooling2D(2, name="avg_pool")(x)
     features = layers.Flatten()(x)

@@ -1,13 +1,18 @@
 """A run: its configuration, its data, and the stages that work over its run directory.
 
-So far one stage exists: training the all-in-one multi-task network and measuring every task on
-the test split. The affinity, selection, grouped-training, export and report stages join it here.
+    affinity  one multi-task network with affinity collection     -> affinity.json
+    select    the best grouping for every budget k                 -> selection.json
+    train     one network per group (TAG's groups and baselines')  -> groups/<id>/result.json, train.json
+    evaluate  every grouping, each task from its serving network   -> metrics.json
 
-A run directory holds `config.json` and `metrics.json`; each is written atomically.
+Each stage reads the files of the stages before it and writes its own atomically. `run` skips a
+stage whose output exists, unless told to overwrite; a stage that runs makes every later stage
+run too. The train stage keeps one result per group: a group already trained is never trained
+again (whatever chose it), so an interrupted run continues where it stopped.
 
 >>> config = PRESETS["demo"]
->>> config.dataset, config.image_size
-('planted', 32)
+>>> config.dataset, config.num_groups
+('planted', (3,))
 >>> RunConfig.from_json(config.to_json()) == config
 True
 """
@@ -19,22 +24,33 @@ import os
 import time
 
 import keras
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from tag_tf import grouped, selection
+from tag_tf.affinity import MODES, AffinityConfig, TaskAffinity
 from tag_tf.data import celeba, pipeline, synthetic
-from tag_tf.io import write_json_atomic
+from tag_tf.distribute import STRATEGIES, strategy_from_name
+from tag_tf.io import read_json, save_model_atomic, write_json_atomic
 from tag_tf.models import build_multitask_model, celeba_resnet_trunk, mlp_trunk
 from tag_tf.tasks import Task, as_tasks
-from tag_tf.training import EpochSummary, MultiTaskModel
+from tag_tf.training import AffinityLogger, EpochSummary, MultiTaskModel
 
 DATASETS = ("planted", "planted_tabular", "celeba_folder", "celeba_tfds")
+STAGES = ("affinity", "select", "train", "evaluate")
+BASELINES = ("all_in_one", "single_task", "random")
 # The nine CelebA attributes of the TAG paper.
 PAPER_CELEBA_TASKS = (
     "5_o_Clock_Shadow", "Black_Hair", "Blond_Hair", "Brown_Hair", "Goatee",
     "Mustache", "No_Beard", "Rosy_Cheeks", "Wearing_Hat",
 )
 SHARED_CELEBA_SAMPLE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "celeba_sample")
+
+
+def _check_choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"Unknown {name} {value!r}; valid choices: {tuple(choices)}.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,12 +62,18 @@ class RunConfig:
       tasks: task names; empty means every task of a planted data set. Required for CelebA.
       celeba_dir: the official CelebA folder (for `celeba_folder`).
       tfds_data_dir, tfds_manual_dir: passed to `celeba.load_tfds` (for `celeba_tfds`).
-      image_size: side of the square input images.
-      num_examples, num_groups, tasks_per_group: size and planted structure of planted data.
+      image_size: side of the square input images; trunk_filters, bn_momentum: width and batch
+        normalisation momentum of the CelebA trunk.
+      num_examples, planted_groups, tasks_per_group: size and planted structure of planted data.
+      num_groups: the budgets k (most networks) to select groupings for.
+      affinity_mode, affinity_every: the `AffinityConfig` of the affinity stage.
+      baselines: which of `BASELINES` to train and evaluate; random_seeds: random groupings per k.
       epochs, batch_size, steps_per_epoch: training length (steps_per_epoch 0 = whole split).
+      patience: early stopping on validation loss (best weights restored) in group training.
       learning_rate, momentum: SGD, as in the official TAG code (5e-4, 0.9).
-      cache: keep decoded training/evaluation data in memory after the first epoch.
-      seed: seeds the data split, the shuffling and the weight initialisation.
+      strategy: one of `tag_tf.distribute.STRATEGIES`.
+      cache: keep decoded data in memory after the first epoch.
+      seed: seeds the data split, the shuffling, the weight initialisation, random groupings.
     """
 
     dataset: str = "planted"
@@ -60,39 +82,59 @@ class RunConfig:
     tfds_data_dir: str = ""
     tfds_manual_dir: str = ""
     image_size: int = 64
+    trunk_filters: int = 64
+    bn_momentum: float = 0.99
     num_examples: int = 3000
-    num_groups: int = 3
+    planted_groups: int = 3
     tasks_per_group: int = 3
+    num_groups: tuple[int, ...] = (2, 3)
+    affinity_mode: str = "exact"
+    affinity_every: int = 1
+    baselines: tuple[str, ...] = BASELINES
+    random_seeds: int = 5
     epochs: int = 3
     batch_size: int = 64
     steps_per_epoch: int = 0
+    patience: int = 3
     learning_rate: float = 5e-4
     momentum: float = 0.9
+    strategy: str = "default"
     cache: bool = False
     seed: int = 0
 
     def __post_init__(self):
-        object.__setattr__(self, "tasks", tuple(self.tasks))
-        if self.dataset not in DATASETS:
-            raise ValueError(f"Unknown dataset {self.dataset!r}; valid datasets: {DATASETS}.")
-        for name in ("image_size", "num_examples", "num_groups", "tasks_per_group", "epochs", "batch_size"):
+        for name in ("tasks", "num_groups", "baselines"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        _check_choice("dataset", self.dataset, DATASETS)
+        _check_choice("affinity_mode", self.affinity_mode, MODES)
+        _check_choice("strategy", self.strategy, STRATEGIES)
+        for baseline in self.baselines:
+            _check_choice("baseline", baseline, BASELINES)
+        for name in ("image_size", "trunk_filters", "num_examples", "planted_groups", "tasks_per_group",
+                     "epochs", "batch_size", "affinity_every", "random_seeds", "patience"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        if not self.num_groups or any(not isinstance(k, int) or k < 1 for k in self.num_groups):
+            raise ValueError(f"num_groups must be a non-empty list of integers >= 1, got {list(self.num_groups)}.")
         if self.steps_per_epoch < 0:
             raise ValueError(f"steps_per_epoch must be >= 0 (0 = the whole split), got {self.steps_per_epoch!r}.")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}.")
         if not 0 <= self.momentum < 1:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}.")
+        if not 0 <= self.bn_momentum < 1:
+            raise ValueError(f"bn_momentum must be in [0, 1), got {self.bn_momentum!r}.")
         if self.dataset.startswith("celeba") and not self.tasks:
             raise ValueError(f"dataset {self.dataset!r} needs tasks: CelebA attribute names, e.g. {PAPER_CELEBA_TASKS}.")
         if self.dataset == "celeba_folder" and not self.celeba_dir:
             raise ValueError("dataset 'celeba_folder' needs celeba_dir: the folder of the official CelebA files.")
+        if self.dataset == "celeba_folder" and not os.path.isdir(self.celeba_dir):
+            raise ValueError(f"celeba_dir {self.celeba_dir!r} does not exist.")
         if self.tasks:
             as_tasks(self.tasks)  # rejects duplicates and invalid names now, not after loading data
         if self.tasks and self.dataset.startswith("planted"):
-            planted = [n for group in synthetic.task_names(self.num_groups, self.tasks_per_group) for n in group]
+            planted = [n for group in synthetic.task_names(self.planted_groups, self.tasks_per_group) for n in group]
             unknown = [t for t in self.tasks if t not in planted]
             if unknown:
                 raise ValueError(f"Unknown task(s) {unknown}; the planted tasks are {planted}.")
@@ -106,7 +148,8 @@ class RunConfig:
 
 
 PRESETS = {
-    "demo": RunConfig(dataset="planted", image_size=32, num_examples=3000, epochs=4, learning_rate=5e-3),
+    "demo": RunConfig(dataset="planted", image_size=16, trunk_filters=16, bn_momentum=0.9, num_examples=2000,
+                      num_groups=(3,), epochs=5, learning_rate=0.05, momentum=0.0, random_seeds=3, patience=2),
     "celeba_sample": RunConfig(
         dataset="celeba_folder", celeba_dir=os.path.normpath(SHARED_CELEBA_SAMPLE), tasks=PAPER_CELEBA_TASKS,
         image_size=64, epochs=5, cache=True,
@@ -117,11 +160,11 @@ PRESETS = {
 
 @dataclasses.dataclass(frozen=True)
 class RunData:
-    """The unbatched splits of a run's data and its tasks."""
+    """The unbatched splits of a run's data and its tasks (and the planted grouping, if any)."""
 
     splits: dict[str, tf.data.Dataset]
     tasks: list[Task]
-    planted_groups: list[list[str]] | None = None
+    planted_grouping: list[list[str]] | None = None
 
 
 def load_data(config: RunConfig) -> RunData:
@@ -129,7 +172,7 @@ def load_data(config: RunConfig) -> RunData:
     if config.dataset in ("planted", "planted_tabular"):
         make = synthetic.planted_groups if config.dataset == "planted" else synthetic.planted_groups_tabular
         size = {"image_size": config.image_size} if config.dataset == "planted" else {}
-        data = make(config.num_groups, config.tasks_per_group, config.num_examples, seed=config.seed, **size)
+        data = make(config.planted_groups, config.tasks_per_group, config.num_examples, seed=config.seed, **size)
         by_name = {t.name: t for t in data.tasks}
         tasks = [by_name[n] for n in config.tasks] if config.tasks else data.tasks
         return RunData(data.splits, tasks, data.groups)
@@ -143,16 +186,18 @@ def load_data(config: RunConfig) -> RunData:
     return RunData(splits, tasks)
 
 
-def build_network(config: RunConfig, data: RunData, tasks: list[Task]) -> MultiTaskModel:
-    """A compiled multi-task network for `tasks` on the run's trunk and optimizer."""
+def build_network(config: RunConfig, data: RunData, tasks: list[Task],
+                  affinity: AffinityConfig | None = None) -> MultiTaskModel:
+    """A compiled multi-task network for `tasks` on the run's trunk, optimizer and strategy."""
     keras.utils.set_random_seed(config.seed)
-    if config.dataset == "planted_tabular":
-        features = data.splits["train"].element_spec[0].shape[-1]
-        trunk = mlp_trunk(int(features))
-    else:
-        trunk = celeba_resnet_trunk(config.image_size)
-    model = build_multitask_model(trunk, tasks)
-    model.compile(optimizer=keras.optimizers.SGD(config.learning_rate, momentum=config.momentum))
+    with strategy_from_name(config.strategy).scope():
+        if config.dataset == "planted_tabular":
+            trunk = mlp_trunk(int(data.splits["train"].element_spec[0].shape[-1]))
+        else:
+            trunk = celeba_resnet_trunk(config.image_size, filters=config.trunk_filters,
+                                        bn_momentum=config.bn_momentum)
+        model = build_multitask_model(trunk, tasks, affinity=affinity)
+        model.compile(optimizer=keras.optimizers.SGD(config.learning_rate, momentum=config.momentum))
     return model
 
 
@@ -167,6 +212,18 @@ def batches(config: RunConfig, data: RunData, split: str) -> tf.data.Dataset:
     return dataset.repeat() if training and config.steps_per_epoch else dataset
 
 
+def fit(config: RunConfig, data: RunData, model: MultiTaskModel, callbacks=()) -> keras.callbacks.History:
+    return model.fit(
+        batches(config, data, "train"),
+        validation_data=batches(config, data, "validation"),
+        epochs=config.epochs,
+        steps_per_epoch=config.steps_per_epoch or None,
+        callbacks=[EpochSummary(), *callbacks],
+        shuffle=False,  # the training batches are shuffled by tf.data
+        verbose=0,
+    )
+
+
 def evaluate_per_task(model: MultiTaskModel, dataset: tf.data.Dataset) -> dict[str, dict[str, float]]:
     """{task: {"loss": ..., <metric name>: ...}} on `dataset`."""
     logs = model.evaluate(dataset, return_dict=True, verbose=0)
@@ -176,32 +233,154 @@ def evaluate_per_task(model: MultiTaskModel, dataset: tf.data.Dataset) -> dict[s
     }
 
 
-def train_all_in_one(config: RunConfig, run_dir: str | None = None) -> dict:
-    """Train one network on every task; return (and write to `run_dir`) its test metrics.
+# ---------------------------------------------------------------------------------------------
+# Stages
 
-    Returns {"tasks": [...], "all_in_one": {task: {"loss", metric}}, "seconds": ...}.
-    """
-    start = time.time()
+
+@dataclasses.dataclass
+class RunReport:
+    """What `run` did: the stages it ran (in order) and the groups it trained."""
+
+    ran: list[str] = dataclasses.field(default_factory=list)
+    trained: list[tuple[str, ...]] = dataclasses.field(default_factory=list)
+
+
+def run(config: RunConfig, run_dir: str, overwrite: bool = False) -> RunReport:
+    """Run every stage over `run_dir`, skipping those whose output exists (unless `overwrite`)."""
+    os.makedirs(run_dir, exist_ok=True)
+    config_path = os.path.join(run_dir, "config.json")
+    if os.path.exists(config_path) and not overwrite:
+        saved = RunConfig.from_json(read_json(config_path))
+        if saved != config:
+            changed = [f.name for f in dataclasses.fields(config) if getattr(saved, f.name) != getattr(config, f.name)]
+            raise ValueError(f"{run_dir} holds a run with other settings ({changed}); use another run_dir or overwrite.")
+    write_json_atomic(config_path, config.to_json())
     data = load_data(config)
-    if run_dir:
-        write_json_atomic(os.path.join(run_dir, "config.json"), config.to_json())
-    model = build_network(config, data, data.tasks)
-    logging.info("Training the all-in-one network on %d tasks: %s", len(data.tasks), [t.name for t in data.tasks])
-    model.fit(
-        batches(config, data, "train"),
-        validation_data=batches(config, data, "validation"),
-        epochs=config.epochs,
-        steps_per_epoch=config.steps_per_epoch or None,
-        callbacks=[EpochSummary()],
-        shuffle=False,  # the training batches are shuffled by tf.data
-        verbose=0,
-    )
-    metrics = {
-        "tasks": [t.name for t in data.tasks],
-        "all_in_one": evaluate_per_task(model, batches(config, data, "test")),
-        "seconds": round(time.time() - start, 1),
-    }
-    if run_dir:
-        write_json_atomic(os.path.join(run_dir, "metrics.json"), metrics)
-    return metrics
+    report = RunReport()
+    rerun = overwrite
+    for stage in STAGES:
+        output = os.path.join(run_dir, STAGE_OUTPUTS[stage])
+        if not rerun and os.path.exists(output):
+            logging.info("stage %s: %s exists, skipped", stage, STAGE_OUTPUTS[stage])
+            continue
+        start = time.time()
+        STAGE_FUNCTIONS[stage](config, data, run_dir, report, overwrite)
+        report.ran.append(stage)
+        rerun = True  # every later stage depends on this one
+        logging.info("stage %s: done in %.1fs -> %s", stage, time.time() - start, output)
+    return report
 
+
+def affinity_stage(config: RunConfig, data: RunData, run_dir: str, report: RunReport, overwrite: bool) -> None:
+    """Train the all-in-one network with affinity collection; write affinity.json."""
+    model = build_network(config, data, data.tasks, AffinityConfig(config.affinity_mode, config.affinity_every))
+    progress = os.path.join(run_dir, "affinity.partial.json")  # per epoch; the stage output comes last
+    start = time.time()
+    fit(config, data, model, [AffinityLogger(json_path=progress, log_dir=os.path.join(run_dir, "tensorboard"))])
+    result = model.task_affinity()
+    data_json = result.to_json()
+    data_json["seconds"] = round(time.time() - start, 2)
+    write_json_atomic(os.path.join(run_dir, "affinity.json"), data_json)
+    os.remove(progress)
+
+
+def select_stage(config: RunConfig, data: RunData, run_dir: str, report: RunReport, overwrite: bool) -> None:
+    """Select TAG's grouping for every budget k; write selection.json."""
+    result = TaskAffinity.from_json(os.path.join(run_dir, "affinity.json"))
+    matrix = result.matrix
+    if not np.all(np.isfinite(matrix)):
+        logging.warning("affinity pairs without samples (NaN) are taken as 0: %s",
+                        [(result.tasks[i], result.tasks[j]) for i, j in zip(*np.nonzero(~np.isfinite(matrix)))])
+        matrix = np.where(np.isfinite(matrix), matrix, 0.0)
+    groupings = [selection.select_groups(matrix, k, tasks=list(result.tasks)) for k in config.num_groups]
+    selection.save_selection(os.path.join(run_dir, "selection.json"), list(result.tasks), groupings)
+
+
+def train_stage(config: RunConfig, data: RunData, run_dir: str, report: RunReport, overwrite: bool) -> None:
+    """Train one network per group that any grouping to evaluate needs; one result file each."""
+    names = [t.name for t in data.tasks]
+    needed = sorted({group for _, grouping in groupings_to_evaluate(config, names, run_dir)
+                     for group in grouping.groups}, key=lambda g: (len(g), [names.index(t) for t in g]))
+    by_name = {t.name: t for t in data.tasks}
+    for i, group in enumerate(needed):
+        path = group_result_path(run_dir, names, group)
+        if os.path.exists(path) and not overwrite:
+            continue
+        logging.info("training network %d/%d on %s", i + 1, len(needed), list(group))
+        start = time.time()
+        model = build_network(config, data, [by_name[t] for t in group])
+        early = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True)
+        fit(config, data, model, [early])
+        result = {
+            "tasks": list(group),
+            "test": evaluate_per_task(model, batches(config, data, "test")),
+            "validation": evaluate_per_task(model, batches(config, data, "validation")),
+            "parameters": int(model.count_params()),
+            "seconds": round(time.time() - start, 2),
+        }
+        save_model_atomic(model, os.path.join(os.path.dirname(path), "model.keras"))
+        write_json_atomic(path, result)
+        report.trained.append(group)
+    write_json_atomic(os.path.join(run_dir, "train.json"),
+                      {"groups": [{"tasks": list(g), "result": os.path.relpath(group_result_path(run_dir, names, g), run_dir)}
+                                  for g in needed]})
+
+
+def evaluate_stage(config: RunConfig, data: RunData, run_dir: str, report: RunReport, overwrite: bool) -> None:
+    """Measure every grouping from its networks' results; write metrics.json."""
+    names = [t.name for t in data.tasks]
+    results = {}
+    rows = []
+    for label, grouping in groupings_to_evaluate(config, names, run_dir):
+        for group in grouping.groups:
+            if group not in results:
+                results[group] = read_json(group_result_path(run_dir, names, group))
+        per_task = {t: results[grouping.served_by(t)]["test"][t] for t in names}
+        rows.append({
+            "name": label,
+            "groups": [list(g) for g in grouping.groups],
+            "assignment": dict(grouping.assignment),
+            "per_task": per_task,
+            "total_error": grouped.total_error(per_task),
+            "networks": len(grouping.groups),
+            "parameters": sum(results[g]["parameters"] for g in grouping.groups),
+        })
+    single = {t: grouped.task_error(results[(t,)]["test"][t]) for t in names} if "single_task" in config.baselines else None
+    for row in rows:
+        if single:
+            errors = {t: grouped.task_error(m) for t, m in row["per_task"].items()}
+            row["delta_mtl"] = grouped.delta_mtl(errors, single, lower_is_better=True)
+    write_json_atomic(os.path.join(run_dir, "metrics.json"), {"tasks": names, "groupings": rows})
+
+
+def groupings_to_evaluate(config: RunConfig, names: list[str], run_dir: str) -> list[tuple[str, selection.Grouping]]:
+    """(label, grouping) for TAG at every k and for every baseline, in a fixed order."""
+    _, tag = selection.load_selection(os.path.join(run_dir, "selection.json"))
+    result = [(f"tag_k{g.budget}", g) for g in tag]
+    if "all_in_one" in config.baselines:
+        result.append(("all_in_one", _fixed_grouping([tuple(names)], names)))
+    if "single_task" in config.baselines:
+        result.append(("single_task", _fixed_grouping([(t,) for t in names], names)))
+    if "random" in config.baselines:
+        for k in config.num_groups:
+            for seed in range(config.random_seeds):
+                groups = grouped.random_partition(names, k, seed=config.seed * 1000 + seed)
+                result.append((f"random_k{k}_seed{seed}", _fixed_grouping(groups, names)))
+    return result
+
+
+def _fixed_grouping(groups: list[tuple[str, ...]], names: list[str]) -> selection.Grouping:
+    """A partition of the tasks as a Grouping (each task served by its only group)."""
+    assignment = {t: next(i for i, g in enumerate(groups) if t in g) for t in names}
+    return selection.Grouping(groups=tuple(groups), assignment=assignment, score=float("nan"), optimal=False,
+                              upper_bound=float("nan"), method="fixed", seconds=0.0, budget=len(groups))
+
+
+def group_result_path(run_dir: str, names: list[str], group: tuple[str, ...]) -> str:
+    """groups/<id>/result.json, the id made of the tasks' positions: "t0-t3-t5"."""
+    group_id = "-".join(f"t{names.index(t)}" for t in group)
+    return os.path.join(run_dir, "groups", group_id, "result.json")
+
+
+STAGE_OUTPUTS = {"affinity": "affinity.json", "select": "selection.json", "train": "train.json", "evaluate": "metrics.json"}
+STAGE_FUNCTIONS = {"affinity": affinity_stage, "select": select_stage, "train": train_stage, "evaluate": evaluate_stage}

@@ -1,27 +1,34 @@
 import dataclasses
 import json
 import os
+import shutil
 
 import pytest
 
 from tag_tf import pipeline
+from tag_tf.io import write_json_atomic
 from tag_tf.pipeline import PRESETS, RunConfig
 
-TINY = RunConfig(dataset="planted_tabular", num_examples=400, num_groups=2, tasks_per_group=2,
-                 epochs=2, batch_size=32, learning_rate=0.05)
+TINY = dataclasses.replace(PRESETS["demo"], num_examples=1200, trunk_filters=8, epochs=3, baselines=())
 
 
 @pytest.mark.parametrize(
     "changes, message",
     [
-        ({"dataset": "mnist"}, r"Unknown dataset 'mnist'; valid datasets: \('planted'"),
+        ({"dataset": "mnist"}, r"Unknown dataset 'mnist'; valid choices: \('planted'"),
         ({"epochs": 0}, "epochs must be a positive integer, got 0"),
         ({"batch_size": 2.5}, "batch_size must be a positive integer"),
         ({"learning_rate": 0.0}, "learning_rate"),
         ({"momentum": 1.0}, "momentum"),
         ({"steps_per_epoch": -1}, "steps_per_epoch"),
+        ({"num_groups": (2, 0)}, r"num_groups must be a non-empty list of integers >= 1, got \[2, 0\]"),
+        ({"num_groups": ()}, "num_groups"),
+        ({"affinity_mode": "second"}, r"Unknown affinity_mode 'second'; valid choices: \('exact', 'first_order'\)"),
+        ({"baselines": ("hoa2",)}, r"Unknown baseline 'hoa2'; valid choices: \('all_in_one'"),
+        ({"strategy": "horovod"}, "Unknown strategy 'horovod'"),
         ({"dataset": "celeba_folder", "tasks": ()}, "needs tasks"),
         ({"dataset": "celeba_folder", "tasks": ("Smiling",), "celeba_dir": ""}, "needs celeba_dir"),
+        ({"dataset": "celeba_folder", "tasks": ("Smiling",), "celeba_dir": "/nowhere"}, "'/nowhere' does not exist"),
         ({"tasks": ("g0_t0", "g9_t9")}, r"Unknown task\(s\) \['g9_t9'\]; the planted tasks are \['g0_t0'"),
         ({"tasks": ("g0_t0", "g0_t0")}, "Duplicate"),
     ],
@@ -40,23 +47,76 @@ def test_config_json_round_trip_and_presets():
 def test_load_data_keeps_the_users_task_order():
     data = pipeline.load_data(dataclasses.replace(TINY, tasks=("g1_t0", "g0_t1")))
     assert [t.name for t in data.tasks] == ["g1_t0", "g0_t1"]
-    assert data.planted_groups == [["g0_t0", "g0_t1"], ["g1_t0", "g1_t1"]]
+    assert data.planted_grouping == [["g0_t0", "g0_t1", "g0_t2"], ["g1_t0", "g1_t1", "g1_t2"],
+                                     ["g2_t0", "g2_t1", "g2_t2"]]
 
 
-def test_train_all_in_one_writes_config_and_metrics(tmp_path):
-    run_dir = str(tmp_path / "run")
-    metrics = pipeline.train_all_in_one(TINY, run_dir=run_dir)
-    assert sorted(os.listdir(run_dir)) == ["config.json", "metrics.json"]  # no temporary files left
-    assert RunConfig.from_json(json.load(open(os.path.join(run_dir, "config.json")))) == TINY
-    written = json.load(open(os.path.join(run_dir, "metrics.json")))
-    assert written["tasks"] == ["g0_t0", "g0_t1", "g1_t0", "g1_t1"]
-    for task in written["tasks"]:
-        assert written["all_in_one"][task] == pytest.approx(metrics["all_in_one"][task])
-        assert written["all_in_one"][task]["accuracy"] > 0.7  # chance is about 0.5
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    run_dir = str(tmp_path_factory.mktemp("run"))
+    report = pipeline.run(TINY, run_dir)
+    return run_dir, report
+
+
+def test_tiny_demo_recovers_the_planted_grouping(tiny_run):
+    run_dir, report = tiny_run
+    assert report.ran == ["affinity", "select", "train", "evaluate"]
+    selection = json.load(open(os.path.join(run_dir, "selection.json")))["selections"]
+    assert sorted(map(sorted, selection[0]["groups"])) == pipeline.load_data(TINY).planted_grouping
+    metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
+    assert [row["name"] for row in metrics["groupings"]] == ["tag_k3"]
+    assert sorted(os.listdir(run_dir)) == ["affinity.json", "config.json", "groups", "metrics.json",
+                                           "selection.json", "tensorboard", "train.json"]
+
+
+def test_resume_runs_only_the_missing_stage_and_its_dependents(tiny_run):
+    run_dir, _ = tiny_run
+    os.remove(os.path.join(run_dir, "selection.json"))
+    report = pipeline.run(TINY, run_dir)
+    assert report.ran == ["select", "train", "evaluate"] and report.trained == []  # same groups: reused
+    first_group = json.load(open(os.path.join(run_dir, "train.json")))["groups"][0]
+    shutil.rmtree(os.path.dirname(os.path.join(run_dir, first_group["result"])))
+    os.remove(os.path.join(run_dir, "train.json"))
+    report = pipeline.run(TINY, run_dir)
+    assert report.ran == ["train", "evaluate"] and report.trained == [tuple(first_group["tasks"])]
+    assert pipeline.run(TINY, run_dir).ran == []
+
+
+def test_run_dir_of_other_settings_is_refused(tiny_run):
+    run_dir, _ = tiny_run
+    with pytest.raises(ValueError, match=r"other settings \(\['epochs'\]\)"):
+        pipeline.run(dataclasses.replace(TINY, epochs=4), run_dir)
+
+
+def test_evaluate_counts_each_task_from_its_serving_network(tmp_path):
+    """Metrics from hand-written group results: total error and ΔMTL computed by hand."""
+    config = dataclasses.replace(TINY, planted_groups=1, tasks_per_group=3, num_groups=(2,),
+                                 baselines=("all_in_one", "single_task"))
+    names = ["g0_t0", "g0_t1", "g0_t2"]
+    run_dir = str(tmp_path)
+    accuracy = {("g0_t0", "g0_t1"): {"g0_t0": 0.9, "g0_t1": 0.8}, ("g0_t2",): {"g0_t2": 0.7},
+                ("g0_t0",): {"g0_t0": 0.85}, ("g0_t1",): {"g0_t1": 0.75},
+                ("g0_t0", "g0_t1", "g0_t2"): {"g0_t0": 0.8, "g0_t1": 0.8, "g0_t2": 0.8}}
+    for group, values in accuracy.items():
+        write_json_atomic(pipeline.group_result_path(run_dir, names, group),
+                          {"tasks": list(group), "parameters": 10 * len(group),
+                           "test": {t: {"loss": 0.1, "accuracy": a} for t, a in values.items()}})
+    write_json_atomic(os.path.join(run_dir, "selection.json"), {"tasks": names, "selections": [{
+        "groups": [["g0_t0", "g0_t1"], ["g0_t2"]], "assignment": {"g0_t0": 0, "g0_t1": 0, "g0_t2": 1},
+        "score": 1.0, "optimal": True, "upper_bound": 1.0, "method": "dp", "seconds": 0.0, "budget": 2}]})
+    pipeline.evaluate_stage(config, pipeline.load_data(config), run_dir, pipeline.RunReport(), False)
+    rows = {r["name"]: r for r in json.load(open(os.path.join(run_dir, "metrics.json")))["groupings"]}
+    assert rows["tag_k2"]["total_error"] == pytest.approx(10 + 20 + 30)
+    assert rows["all_in_one"]["total_error"] == pytest.approx(60)
+    assert rows["single_task"]["total_error"] == pytest.approx(15 + 25 + 30)
+    # ΔMTL on errors: mean of −(e − e_single)/e_single
+    expected = -((10 - 15) / 15 + (20 - 25) / 25 + (30 - 30) / 30) / 3
+    assert rows["tag_k2"]["delta_mtl"] == pytest.approx(expected)
+    assert rows["tag_k2"]["networks"] == 2 and rows["tag_k2"]["parameters"] == 30
 
 
 def test_celeba_sample_preset_loads_the_paper_tasks(celeba_sample):
     config = dataclasses.replace(PRESETS["celeba_sample"], celeba_dir=celeba_sample, image_size=16)
     data = pipeline.load_data(config)
     image, labels = next(iter(data.splits["validation"]))
-    assert image.shape == (16, 16, 3) and list(labels) == list(pipeline.PAPER_CELEBA_TASKS)
+    assert image.shape == (16, 16, 3) and sorted(labels) == sorted(pipeline.PAPER_CELEBA_TASKS)

@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -14,22 +16,35 @@ def run(*flags):
                           capture_output=True, text=True, timeout=600)
 
 
-def test_bad_flag_is_reported_before_any_work(tmp_path):
-    result = run("--preset=demo", "--epochs=0", f"--run_dir={tmp_path / 'run'}")
+@pytest.mark.parametrize("flags, message", [
+    (["--preset=nope"], "should be one of <celeba|celeba_sample|demo>"),
+    (["--tasks=g0_t0,g7_t1"], "Unknown task(s) ['g7_t1']; the planted tasks are"),
+    (["--num_groups=2,0"], "num_groups must be a non-empty list of integers >= 1, got [2, 0]"),
+    (["--num_groups=two"], "--num_groups=two: expected integers >= 1"),
+    (["--preset=celeba_sample", "--celeba_dir=/no/such/folder"], "celeba_dir '/no/such/folder' does not exist"),
+    (["--epochs=0"], "epochs must be a positive integer, got 0"),
+    (["--baselines=all_in_one,hoa9"], "Unknown baseline 'hoa9'"),
+])
+def test_bad_flags_fail_before_any_work(tmp_path, flags, message):
+    result = run(*flags, f"--run_dir={tmp_path / 'run'}")
     assert result.returncode != 0
-    assert "epochs must be a positive integer, got 0" in result.stderr
+    assert message in result.stderr
     assert not (tmp_path / "run").exists()
-    result = run("--preset=nope")
-    assert result.returncode != 0 and "should be one of <celeba|celeba_sample|demo>" in result.stderr
 
 
-def test_tiny_run_prints_the_table_and_writes_metrics(tmp_path):
-    result = run("--preset=demo", "--dataset=planted_tabular", "--num_examples=300", "--epochs=1",
-                 "--learning_rate=0.05", "--num_groups=2", "--tasks_per_group=2", f"--run_dir={tmp_path}")
-    assert result.returncode == 0, result.stderr
+def test_run_dir_is_required():
+    result = run("--preset=demo")
+    assert result.returncode != 0 and "--run_dir is required" in result.stderr
+
+
+def test_tiny_run_prints_groupings_and_the_table(tmp_path):
+    result = run("--num_examples=600", "--epochs=1", "--trunk_filters=4", "--planted_groups=2", "--tasks_per_group=2",
+                 "--num_groups=2", "--baselines=all_in_one", f"--run_dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.load(open(tmp_path / "metrics.json"))
-    assert metrics["tasks"] == ["g0_t0", "g0_t1", "g1_t0", "g1_t1"]
-    assert "All-in-one network, test split" in result.stdout
-    for task, values in metrics["all_in_one"].items():
-        assert f"{task}  {values['loss']:>7.4f}  accuracy {values['accuracy']:.4f}" in result.stdout
-    assert "epoch 1/1" in result.stderr and "metrics.json" in result.stderr
+    assert [r["name"] for r in metrics["groupings"]] == ["tag_k2", "all_in_one"]
+    assert "TAG grouping, k=2: {" in result.stdout
+    assert "Planted grouping:     {g0_t0, g0_t1} {g1_t0, g1_t1}" in result.stdout
+    for row in metrics["groupings"]:
+        assert f"{row['total_error']:>15.2f}" in result.stdout
+    assert "stage affinity: done" in result.stderr and "Files in" in result.stderr

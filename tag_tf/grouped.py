@@ -1,0 +1,60 @@
+"""Train and evaluate a grouping: one network per group, each task counted from its serving network.
+
+The measures, as in the TAG paper and Vandenhende et al. (2021):
+
+    error(t)      = 100 · (1 − accuracy(t))        (classification; regression: the MAE itself)
+    total error   = Σ_t error(t)                   (the paper's CelebA measure)
+    ΔMTL          = mean_t (−1)^l_t · (M_t − M_single,t) / M_single,t
+                    with l_t = 1 when lower is better (error), 0 when higher is better (accuracy)
+
+>>> round(total_error({"a": {"accuracy": 0.9}, "b": {"accuracy": 0.75}}), 6)
+35.0
+>>> round(delta_mtl({"a": 10.0, "b": 20.0}, single={"a": 8.0, "b": 25.0}, lower_is_better=True), 4)
+-0.025
+>>> random_partition(["a", "b", "c", "d"], 2, seed=0)
+[('a', 'b', 'd'), ('c',)]
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+
+def task_error(metrics: Mapping[str, float]) -> float:
+    """Error of one task from its metrics: 100·(1 − accuracy) in %, or the MAE for regression."""
+    if "accuracy" in metrics:
+        return 100.0 * (1.0 - float(metrics["accuracy"]))
+    if "mae" in metrics:
+        return float(metrics["mae"])
+    raise ValueError(f"No accuracy or mae in task metrics {dict(metrics)}.")
+
+
+def total_error(per_task: Mapping[str, Mapping[str, float]]) -> float:
+    """Σ over tasks of their error (the paper's CelebA measure)."""
+    return sum(task_error(m) for m in per_task.values())
+
+
+def delta_mtl(values: Mapping[str, float], single: Mapping[str, float], lower_is_better: bool) -> float:
+    """ΔMTL: the mean relative change of each task's measure against its single-task network,
+    signed so that positive is better."""
+    missing = sorted(set(values) ^ set(single))
+    if missing:
+        raise ValueError(f"ΔMTL needs the same tasks on both sides; unmatched: {missing}.")
+    sign = -1.0 if lower_is_better else 1.0
+    changes = [sign * (values[t] - single[t]) / single[t] for t in values]
+    return sum(changes) / len(changes)
+
+
+def random_partition(tasks: Sequence[str], num_groups: int, seed: int) -> list[tuple[str, ...]]:
+    """A uniformly random assignment of the tasks to min(num_groups, len(tasks)) non-empty groups.
+
+    Groups keep the tasks' order and are ordered by their first task.
+    """
+    k = min(num_groups, len(tasks))
+    rng = np.random.default_rng(seed)
+    labels = np.concatenate([np.arange(k), rng.integers(0, k, len(tasks) - k)])
+    labels = labels[rng.permutation(len(tasks))]
+    groups = [tuple(t for t, label in zip(tasks, labels) if label == g) for g in range(k)]
+    return sorted(groups, key=lambda g: list(tasks).index(g[0]))
