@@ -9,7 +9,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 .PHONY: demo test venv clean
 
 demo: $(STAMP)
-	$(PY) -m experiments.tag_pipeline --preset=demo --run_dir=runs/demo
+	$(PY) -m experiments.tag_pipeline --preset=demo --run_dir=runs/demo --overwrite
 
 test: $(STAMP)
 	$(PY) -m pytest tests
