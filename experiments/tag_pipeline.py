@@ -98,10 +98,13 @@ def format_summary(metrics: dict, selections, planted) -> str:
         lines.append("Planted grouping:     " + " ".join("{" + ", ".join(g) + "}" for g in planted))
     rows = metrics["groupings"]
     width = max(len(r["name"]) for r in rows)
-    lines += ["", f"{'grouping':<{width}}  networks  total error (%)  ΔMTL vs single-task", "-" * (width + 48)]
+    lines += ["", f"{'grouping':<{width}}  networks  total error (%)  ΔMTL vs single-task  time to choose (s)",
+              "-" * (width + 68)]
     for row in rows:
         delta = f"{100 * row['delta_mtl']:+.2f}%" if "delta_mtl" in row else "n/a"
-        lines.append(f"{row['name']:<{width}}  {row['networks']:>8}  {row['total_error']:>15.2f}  {delta:>19}")
+        choose = f"{row['selection_seconds']:.1f}" if row.get("selection_seconds") else "-"
+        lines.append(f"{row['name']:<{width}}  {row['networks']:>8}  {row['total_error']:>15.2f}  {delta:>19}"
+                     f"  {choose:>18}")
     return "\n".join(lines)
 
 

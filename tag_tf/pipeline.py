@@ -39,7 +39,8 @@ from tag_tf.training import AffinityLogger, EpochSummary, MultiTaskModel
 
 DATASETS = ("planted", "planted_tabular", "celeba_folder", "celeba_tfds")
 STAGES = ("affinity", "select", "train", "evaluate")
-BASELINES = ("all_in_one", "single_task", "random")
+BASELINES = ("all_in_one", "single_task", "random", "hoa")
+DEFAULT_BASELINES = ("all_in_one", "single_task", "random")
 # The nine CelebA attributes of the TAG paper.
 PAPER_CELEBA_TASKS = (
     "5_o_Clock_Shadow", "Black_Hair", "Blond_Hair", "Brown_Hair", "Goatee",
@@ -68,6 +69,8 @@ class RunConfig:
       num_groups: the budgets k (most networks) to select groupings for.
       affinity_mode, affinity_every: the `AffinityConfig` of the affinity stage.
       baselines: which of `BASELINES` to train and evaluate; random_seeds: random groupings per k.
+        "hoa" (Standley et al. 2020) trains every pair and every single task, then selects from
+        their validation losses with `selection.select_from_costs`.
       epochs, batch_size, steps_per_epoch: training length (steps_per_epoch 0 = whole split).
       patience: early stopping on validation loss (best weights restored) in group training.
       learning_rate, momentum: SGD, as in the official TAG code (5e-4, 0.9).
@@ -90,7 +93,7 @@ class RunConfig:
     num_groups: tuple[int, ...] = (2, 3)
     affinity_mode: str = "exact"
     affinity_every: int = 1
-    baselines: tuple[str, ...] = BASELINES
+    baselines: tuple[str, ...] = DEFAULT_BASELINES
     random_seeds: int = 5
     epochs: int = 3
     batch_size: int = 64
@@ -299,8 +302,10 @@ def select_stage(config: RunConfig, data: RunData, run_dir: str, report: RunRepo
 def train_stage(config: RunConfig, data: RunData, run_dir: str, report: RunReport, overwrite: bool) -> None:
     """Train one network per group that any grouping to evaluate needs; one result file each."""
     names = [t.name for t in data.tasks]
-    needed = sorted({group for _, grouping in groupings_to_evaluate(config, names, run_dir)
-                     for group in grouping.groups}, key=lambda g: (len(g), [names.index(t) for t in g]))
+    needed = {group for _, grouping in groupings_to_evaluate(config, names, run_dir) for group in grouping.groups}
+    if "hoa" in config.baselines:
+        needed |= set(hoa_networks(names))
+    needed = sorted(needed, key=lambda g: (len(g), [names.index(t) for t in g]))
     by_name = {t.name: t for t in data.tasks}
     for i, group in enumerate(needed):
         path = group_result_path(run_dir, names, group)
@@ -331,7 +336,10 @@ def evaluate_stage(config: RunConfig, data: RunData, run_dir: str, report: RunRe
     names = [t.name for t in data.tasks]
     results = {}
     rows = []
-    for label, grouping in groupings_to_evaluate(config, names, run_dir):
+    groupings = groupings_to_evaluate(config, names, run_dir)
+    if "hoa" in config.baselines:
+        groupings += hoa_groupings(config, names, run_dir)
+    for label, grouping in groupings:
         for group in grouping.groups:
             if group not in results:
                 results[group] = read_json(group_result_path(run_dir, names, group))
@@ -344,6 +352,7 @@ def evaluate_stage(config: RunConfig, data: RunData, run_dir: str, report: RunRe
             "total_error": grouped.total_error(per_task),
             "networks": len(grouping.groups),
             "parameters": sum(results[g]["parameters"] for g in grouping.groups),
+            "selection_seconds": grouping.seconds,
         })
     single = {t: grouped.task_error(results[(t,)]["test"][t]) for t in names} if "single_task" in config.baselines else None
     for row in rows:
@@ -356,7 +365,9 @@ def evaluate_stage(config: RunConfig, data: RunData, run_dir: str, report: RunRe
 def groupings_to_evaluate(config: RunConfig, names: list[str], run_dir: str) -> list[tuple[str, selection.Grouping]]:
     """(label, grouping) for TAG at every k and for every baseline, in a fixed order."""
     _, tag = selection.load_selection(os.path.join(run_dir, "selection.json"))
-    result = [(f"tag_k{g.budget}", g) for g in tag]
+    affinity_seconds = read_json(os.path.join(run_dir, "affinity.json")).get("seconds", 0.0)
+    # TAG's time to choose: the affinity run's and the solver's
+    result = [(f"tag_k{g.budget}", dataclasses.replace(g, seconds=affinity_seconds + g.seconds)) for g in tag]
     if "all_in_one" in config.baselines:
         result.append(("all_in_one", _fixed_grouping([tuple(names)], names)))
     if "single_task" in config.baselines:
@@ -367,6 +378,26 @@ def groupings_to_evaluate(config: RunConfig, names: list[str], run_dir: str) -> 
                 groups = grouped.random_partition(names, k, seed=config.seed * 1000 + seed)
                 result.append((f"random_k{k}_seed{seed}", _fixed_grouping(groups, names)))
     return result
+
+
+def hoa_networks(names: list[str]) -> list[tuple[str, ...]]:
+    """The networks HOA trains to choose from: every single task and every pair."""
+    return [(t,) for t in names] + [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+
+
+def hoa_groupings(config: RunConfig, names: list[str], run_dir: str) -> list[tuple[str, selection.Grouping]]:
+    """HOA's choice for every budget k from the validation losses of `hoa_networks`; its seconds
+    are the training time of all those networks plus the solver's."""
+    results, seconds = {}, 0.0
+    for group in hoa_networks(names):
+        result = read_json(group_result_path(run_dir, names, group))
+        results[group] = {t: result["validation"][t]["loss"] for t in group}
+        seconds += result["seconds"]
+    choices = []
+    for k in config.num_groups:
+        grouping = selection.select_from_costs(results, budget=k, tasks=names)
+        choices.append((f"hoa_k{k}", dataclasses.replace(grouping, seconds=seconds + grouping.seconds)))
+    return choices
 
 
 def _fixed_grouping(groups: list[tuple[str, ...]], names: list[str]) -> selection.Grouping:

@@ -91,16 +91,20 @@ def test_run_dir_of_other_settings_is_refused(tiny_run):
 def test_evaluate_counts_each_task_from_its_serving_network(tmp_path):
     """Metrics from hand-written group results: total error and ΔMTL computed by hand."""
     config = dataclasses.replace(TINY, planted_groups=1, tasks_per_group=3, num_groups=(2,),
-                                 baselines=("all_in_one", "single_task"))
+                                 baselines=("all_in_one", "single_task", "hoa"))
     names = ["g0_t0", "g0_t1", "g0_t2"]
     run_dir = str(tmp_path)
     accuracy = {("g0_t0", "g0_t1"): {"g0_t0": 0.9, "g0_t1": 0.8}, ("g0_t2",): {"g0_t2": 0.7},
                 ("g0_t0",): {"g0_t0": 0.85}, ("g0_t1",): {"g0_t1": 0.75},
+                ("g0_t0", "g0_t2"): {"g0_t0": 0.6, "g0_t2": 0.6}, ("g0_t1", "g0_t2"): {"g0_t1": 0.6, "g0_t2": 0.9},
                 ("g0_t0", "g0_t1", "g0_t2"): {"g0_t0": 0.8, "g0_t1": 0.8, "g0_t2": 0.8}}
     for group, values in accuracy.items():
+        # validation loss 1 - accuracy, so HOA's best k=2 choice is {t0, t1} and {t1, t2}
         write_json_atomic(pipeline.group_result_path(run_dir, names, group),
-                          {"tasks": list(group), "parameters": 10 * len(group),
-                           "test": {t: {"loss": 0.1, "accuracy": a} for t, a in values.items()}})
+                          {"tasks": list(group), "parameters": 10 * len(group), "seconds": 2.0,
+                           "test": {t: {"loss": 0.1, "accuracy": a} for t, a in values.items()},
+                           "validation": {t: {"loss": 1 - a, "accuracy": a} for t, a in values.items()}})
+    write_json_atomic(os.path.join(run_dir, "affinity.json"), {"tasks": names, "seconds": 7.0})
     write_json_atomic(os.path.join(run_dir, "selection.json"), {"tasks": names, "selections": [{
         "groups": [["g0_t0", "g0_t1"], ["g0_t2"]], "assignment": {"g0_t0": 0, "g0_t1": 0, "g0_t2": 1},
         "score": 1.0, "optimal": True, "upper_bound": 1.0, "method": "dp", "seconds": 0.0, "budget": 2}]})
@@ -113,6 +117,11 @@ def test_evaluate_counts_each_task_from_its_serving_network(tmp_path):
     expected = -((10 - 15) / 15 + (20 - 25) / 25 + (30 - 30) / 30) / 3
     assert rows["tag_k2"]["delta_mtl"] == pytest.approx(expected)
     assert rows["tag_k2"]["networks"] == 2 and rows["tag_k2"]["parameters"] == 30
+    assert rows["tag_k2"]["selection_seconds"] == pytest.approx(7.0)
+    assert rows["hoa_k2"]["groups"] == [["g0_t0", "g0_t1"], ["g0_t1", "g0_t2"]]
+    assert rows["hoa_k2"]["assignment"] == {"g0_t0": 0, "g0_t1": 0, "g0_t2": 1}
+    assert rows["hoa_k2"]["total_error"] == pytest.approx(10 + 20 + 10)
+    assert rows["hoa_k2"]["selection_seconds"] >= 6 * 2.0  # trained 3 singles and 3 pairs
 
 
 def test_celeba_sample_preset_loads_the_paper_tasks(celeba_sample):
