@@ -374,14 +374,27 @@ class AffinityLogger(keras.callbacks.Callback):
 
 
 class EpochSummary(keras.callbacks.Callback):
-    """Logs one short line per epoch: time, loss, validation loss, mean task metrics.
+    """Logs one short line per epoch (time, loss, validation loss, mean task metrics), and a
+    progress line every `every_seconds` within long epochs.
 
     Keras' own progress bar prints every task's loss and metric, which for many tasks wraps
     into an unreadable wall; use this with `fit(..., verbose=0)`.
     """
 
+    def __init__(self, every_seconds: float = 60.0):
+        super().__init__()
+        self.every_seconds = every_seconds
+
     def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.time()
+        self._start = self._last = time.time()
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if time.time() - self._last >= self.every_seconds:
+            self._last = time.time()
+            steps = self.params.get("steps") or "?"
+            logging.info("epoch %d/%s: step %d/%s, %.0fs", self._epoch + 1, self.params.get("epochs", "?"),
+                         batch + 1, steps, self._last - self._start)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
