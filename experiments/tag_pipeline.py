@@ -18,7 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging  # noqa: E402
 
-from tag_tf import pipeline  # noqa: E402
+from tag_tf import grouped, pipeline  # noqa: E402
 from tag_tf.io import read_json  # noqa: E402
 from tag_tf.selection import load_selection  # noqa: E402
 
@@ -96,15 +96,17 @@ def format_summary(metrics: dict, selections, planted) -> str:
                      f"{'optimal' if grouping.optimal else 'not proven optimal'})")
     if planted:
         lines.append("Planted grouping:     " + " ".join("{" + ", ".join(g) + "}" for g in planted))
-    rows = metrics["groupings"]
+    rows = grouped.summarize(metrics["groupings"])
     width = max(len(r["name"]) for r in rows)
-    lines += ["", f"{'grouping':<{width}}  networks  total error (%)  ΔMTL vs single-task  time to choose (s)",
-              "-" * (width + 68)]
+    lines += ["", f"{'grouping':<{width}}  networks  total test error (%)  ΔMTL vs single-task  time to choose (s)",
+              "-" * (width + 73)]
     for row in rows:
+        error = f"{row['total_error']:.2f}"
+        if "seeds" in row:
+            error += f" ± {row['total_error_std']:.2f} ({row['seeds']} seeds)"
         delta = f"{100 * row['delta_mtl']:+.2f}%" if "delta_mtl" in row else "n/a"
         choose = f"{row['selection_seconds']:.1f}" if row.get("selection_seconds") else "-"
-        lines.append(f"{row['name']:<{width}}  {row['networks']:>8}  {row['total_error']:>15.2f}  {delta:>19}"
-                     f"  {choose:>18}")
+        lines.append(f"{row['name']:<{width}}  {row['networks']:>8}  {error:>20}  {delta:>19}  {choose:>18}")
     return "\n".join(lines)
 
 

@@ -58,3 +58,30 @@ def random_partition(tasks: Sequence[str], num_groups: int, seed: int) -> list[t
     labels = labels[rng.permutation(len(tasks))]
     groups = [tuple(t for t, label in zip(tasks, labels) if label == g) for g in range(k)]
     return sorted(groups, key=lambda g: list(tasks).index(g[0]))
+
+
+def summarize(rows: Sequence[Mapping]) -> list[dict]:
+    """Rows of metrics.json with the random groupings of each budget folded into one row
+    ("random_k<k>") holding the mean and standard deviation over seeds.
+
+    >>> rows = [{"name": "tag_k2", "total_error": 10.0, "networks": 2},
+    ...         {"name": "random_k2_seed0", "total_error": 12.0, "networks": 2},
+    ...         {"name": "random_k2_seed1", "total_error": 16.0, "networks": 2}]
+    >>> [(r["name"], r["total_error"], r.get("total_error_std"), r.get("seeds")) for r in summarize(rows)]
+    [('tag_k2', 10.0, None, None), ('random_k2', 14.0, 2.0, 2)]
+    """
+    result, random = [], {}
+    for row in rows:
+        name = row["name"]
+        if name.startswith("random_k") and "_seed" in name:
+            random.setdefault(name.split("_seed")[0], []).append(row)
+        else:
+            result.append(dict(row))
+    for name, seeds in random.items():
+        errors = np.array([r["total_error"] for r in seeds])
+        summary = {"name": name, "total_error": float(errors.mean()), "total_error_std": float(errors.std()),
+                   "seeds": len(seeds), "networks": seeds[0]["networks"]}
+        if all("delta_mtl" in r for r in seeds):
+            summary["delta_mtl"] = float(np.mean([r["delta_mtl"] for r in seeds]))
+        result.append(summary)
+    return result
