@@ -96,3 +96,17 @@ def build_multitask_model(
         t.name: layers.Dense(t.output_units, dtype="float32", name=head_name(t))(features) for t in tasks
     }
     return MultiTaskModel(inputs=inputs, outputs=outputs, tasks=tasks, affinity=affinity, name=name)
+
+
+def inference_flops(model: keras.Model) -> int:
+    """Floating-point operations of one example through `model` (inference mode), as TensorFlow's
+    profiler counts them (a multiply-add is 2)."""
+    import tensorflow as tf
+    from tensorflow.python.util import deprecation  # the v1 profiler is the only FLOP counter TF has
+
+    spec = tf.TensorSpec([1, *model.inputs[0].shape[1:]], model.inputs[0].dtype)
+    graph = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec).graph
+    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    with deprecation.silence():
+        return int(tf.compat.v1.profiler.profile(graph=graph, options=options).total_float_ops)

@@ -33,7 +33,7 @@ from tag_tf.affinity import MODES, AffinityConfig, TaskAffinity
 from tag_tf.data import celeba, pipeline, synthetic
 from tag_tf.distribute import STRATEGIES, strategy_from_name
 from tag_tf.io import read_json, save_model_atomic, write_json_atomic
-from tag_tf.models import build_multitask_model, celeba_resnet_trunk, mlp_trunk
+from tag_tf.models import build_multitask_model, celeba_resnet_trunk, inference_flops, mlp_trunk
 from tag_tf.tasks import Task, as_tasks
 from tag_tf.training import AffinityLogger, EpochSummary, MultiTaskModel
 
@@ -321,6 +321,7 @@ def train_stage(config: RunConfig, data: RunData, run_dir: str, report: RunRepor
             "test": evaluate_per_task(model, batches(config, data, "test")),
             "validation": evaluate_per_task(model, batches(config, data, "validation")),
             "parameters": int(model.count_params()),
+            "flops": inference_flops(model),
             "seconds": round(time.time() - start, 2),
         }
         save_model_atomic(model, os.path.join(os.path.dirname(path), "model.keras"))
@@ -352,6 +353,7 @@ def evaluate_stage(config: RunConfig, data: RunData, run_dir: str, report: RunRe
             "total_error": grouped.total_error(per_task),
             "networks": len(grouping.groups),
             "parameters": sum(results[g]["parameters"] for g in grouping.groups),
+            "inference_flops": sum(results[g].get("flops", 0) for g in grouping.groups),
             "selection_seconds": grouping.seconds,
         })
     single = {t: grouped.task_error(results[(t,)]["test"][t]) for t in names} if "single_task" in config.baselines else None

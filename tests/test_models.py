@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from tag_tf.models import build_multitask_model, celeba_resnet_trunk, mlp_trunk
+from tag_tf.models import build_multitask_model, celeba_resnet_trunk, inference_flops, mlp_trunk
 from tag_tf.tasks import Task
 
 
@@ -61,3 +61,11 @@ def test_bad_trunks_raise():
         mlp_trunk(3, hidden=())
     with pytest.raises(ValueError, match="empty"):
         build_multitask_model(mlp_trunk(3), [])
+
+
+def test_inference_flops_count_every_multiply_add():
+    model = build_multitask_model(mlp_trunk(4, hidden=(8,)), ["a", "b", "c"])
+    # Dense 4->8: 2*4*8 + 8 bias; three heads 8->1: 2*8 + 1 each (ReLU is not a float op here)
+    assert inference_flops(model) == (2 * 4 * 8 + 8) + 3 * (2 * 8 + 1)
+    conv = inference_flops(build_multitask_model(celeba_resnet_trunk(64), ["a"]))
+    assert conv > 2 * (64 * 64 * 27 * 64 + 2 * 31 * 31 * 576 * 64)  # the three convolutions alone

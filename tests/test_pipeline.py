@@ -101,7 +101,7 @@ def test_evaluate_counts_each_task_from_its_serving_network(tmp_path):
     for group, values in accuracy.items():
         # validation loss 1 - accuracy, so HOA's best k=2 choice is {t0, t1} and {t1, t2}
         write_json_atomic(pipeline.group_result_path(run_dir, names, group),
-                          {"tasks": list(group), "parameters": 10 * len(group), "seconds": 2.0,
+                          {"tasks": list(group), "parameters": 10 * len(group), "flops": 100 * len(group), "seconds": 2.0,
                            "test": {t: {"loss": 0.1, "accuracy": a} for t, a in values.items()},
                            "validation": {t: {"loss": 1 - a, "accuracy": a} for t, a in values.items()}})
     write_json_atomic(os.path.join(run_dir, "affinity.json"), {"tasks": names, "seconds": 7.0})
@@ -117,6 +117,7 @@ def test_evaluate_counts_each_task_from_its_serving_network(tmp_path):
     expected = -((10 - 15) / 15 + (20 - 25) / 25 + (30 - 30) / 30) / 3
     assert rows["tag_k2"]["delta_mtl"] == pytest.approx(expected)
     assert rows["tag_k2"]["networks"] == 2 and rows["tag_k2"]["parameters"] == 30
+    assert rows["tag_k2"]["inference_flops"] == 300
     assert rows["tag_k2"]["selection_seconds"] == pytest.approx(7.0)
     assert rows["hoa_k2"]["groups"] == [["g0_t0", "g0_t1"], ["g0_t1", "g0_t2"]]
     assert rows["hoa_k2"]["assignment"] == {"g0_t0": 0, "g0_t1": 0, "g0_t2": 1}
