@@ -8,7 +8,8 @@
 Each stage reads the files of the stages before it and writes its own atomically. `run` skips a
 stage whose output exists, unless told to overwrite; a stage that runs makes every later stage
 run too. The train stage keeps one result per group: a group already trained is never trained
-again (whatever chose it), so an interrupted run continues where it stopped.
+again (whatever chose it). Every training backs up after each epoch (`BackupAndRestore`), so a
+run interrupted at any point continues where it stopped, from the last finished epoch.
 
 >>> config = PRESETS["demo"]
 >>> config.dataset, config.num_groups
@@ -215,7 +216,10 @@ def batches(config: RunConfig, data: RunData, split: str) -> tf.data.Dataset:
     return dataset.repeat() if training and config.steps_per_epoch else dataset
 
 
-def fit(config: RunConfig, data: RunData, model: MultiTaskModel, callbacks=()) -> keras.callbacks.History:
+def fit(config: RunConfig, data: RunData, model: MultiTaskModel, backup_dir: str,
+        callbacks=()) -> keras.callbacks.History:
+    """Train with the run's settings; an interrupted fit resumes from `backup_dir` (last epoch)."""
+    callbacks = [keras.callbacks.BackupAndRestore(backup_dir), *callbacks]
     return model.fit(
         batches(config, data, "train"),
         validation_data=batches(config, data, "validation"),
@@ -279,7 +283,8 @@ def affinity_stage(config: RunConfig, data: RunData, run_dir: str, report: RunRe
     model = build_network(config, data, data.tasks, AffinityConfig(config.affinity_mode, config.affinity_every))
     progress = os.path.join(run_dir, "affinity.partial.json")  # per epoch; the stage output comes last
     start = time.time()
-    fit(config, data, model, [AffinityLogger(json_path=progress, log_dir=os.path.join(run_dir, "tensorboard"))])
+    fit(config, data, model, os.path.join(run_dir, "affinity.backup"),
+        [AffinityLogger(json_path=progress, log_dir=os.path.join(run_dir, "tensorboard"))])
     result = model.task_affinity()
     data_json = result.to_json()
     data_json["seconds"] = round(time.time() - start, 2)
@@ -315,7 +320,7 @@ def train_stage(config: RunConfig, data: RunData, run_dir: str, report: RunRepor
         start = time.time()
         model = build_network(config, data, [by_name[t] for t in group])
         early = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True)
-        fit(config, data, model, [early])
+        fit(config, data, model, os.path.join(os.path.dirname(path), "backup"), [early])
         result = {
             "tasks": list(group),
             "test": evaluate_per_task(model, batches(config, data, "test")),
