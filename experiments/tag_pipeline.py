@@ -49,6 +49,7 @@ flags.DEFINE_integer("patience", None, "Early-stopping patience (epochs) in grou
 flags.DEFINE_float("learning_rate", None, "SGD learning rate.")
 flags.DEFINE_float("momentum", None, "SGD momentum.")
 flags.DEFINE_string("strategy", None, "default, mirrored, multi_worker or tpu.")
+flags.DEFINE_boolean("jit_compile", None, "Compile training steps with XLA.")
 flags.DEFINE_boolean("cache", None, "Keep decoded data in memory after the first epoch.")
 flags.DEFINE_integer("seed", None, "Seed of data split, shuffling, initialisation and random groupings.")
 

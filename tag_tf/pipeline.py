@@ -76,6 +76,8 @@ class RunConfig:
       patience: early stopping on validation loss (best weights restored) in group training.
       learning_rate, momentum: SGD, as in the official TAG code (5e-4, 0.9).
       strategy: one of `tag_tf.distribute.STRATEGIES`.
+      jit_compile: compile training steps with XLA (Keras' `jit_compile`); on CPU it makes exact
+        affinity steps about 15% cheaper (BENCHMARKS.md).
       cache: keep decoded data in memory after the first epoch.
       seed: seeds the data split, the shuffling, the weight initialisation, random groupings.
     """
@@ -103,6 +105,7 @@ class RunConfig:
     learning_rate: float = 5e-4
     momentum: float = 0.9
     strategy: str = "default"
+    jit_compile: bool = False
     cache: bool = False
     seed: int = 0
 
@@ -201,7 +204,8 @@ def build_network(config: RunConfig, data: RunData, tasks: list[Task],
             trunk = celeba_resnet_trunk(config.image_size, filters=config.trunk_filters,
                                         bn_momentum=config.bn_momentum)
         model = build_multitask_model(trunk, tasks, affinity=affinity)
-        model.compile(optimizer=keras.optimizers.SGD(config.learning_rate, momentum=config.momentum))
+        model.compile(optimizer=keras.optimizers.SGD(config.learning_rate, momentum=config.momentum),
+                      jit_compile=config.jit_compile)
     return model
 
 

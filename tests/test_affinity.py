@@ -98,12 +98,15 @@ def reference_affinity(model, optimizer, x, y, normalize=True):
     return z / lr if normalize else z
 
 
-@pytest.mark.parametrize("opt_name, image", [("sgd", False), ("momentum", False), ("adam", False), ("momentum", True)])
-def test_exact_affinity_equals_the_reference(opt_name, image):
+@pytest.mark.parametrize("opt_name, image, xla", [("sgd", False, False), ("momentum", False, False),
+                                                  ("adam", False, False), ("momentum", True, False),
+                                                  ("momentum", True, True)])
+def test_exact_affinity_equals_the_reference(opt_name, image, xla):
+    """Also compiled with XLA (`jit_compile=True`, Keras' default on GPU machines)."""
     x, y = small_batch(image=image)
     trunk = celeba_resnet_trunk(12, filters=4) if image else mlp_trunk(6, hidden=(8, 8))
     model = build_multitask_model(trunk, list(y), affinity=AffinityConfig())
-    model.compile(optimizer=OPTIMIZERS[opt_name]())
+    model.compile(optimizer=OPTIMIZERS[opt_name](), jit_compile=xla)
     for seed in (1, 2, 3):  # a few steps first, so that momentum and moments are non-zero
         model.train_on_batch(*small_batch(image=image, seed=seed))
     expected = reference_affinity(model, model.optimizer, x, y)
