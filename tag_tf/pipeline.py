@@ -155,7 +155,7 @@ class RunConfig:
 
 
 PRESETS = {
-    "demo": RunConfig(dataset="planted", image_size=16, trunk_filters=16, bn_momentum=0.9, num_examples=2000,
+    "demo": RunConfig(dataset="planted", image_size=16, trunk_filters=8, bn_momentum=0.9, num_examples=2000,
                       num_groups=(3,), epochs=5, learning_rate=0.05, momentum=0.0, random_seeds=3, patience=2),
     "celeba_sample": RunConfig(
         dataset="celeba_folder", celeba_dir=os.path.normpath(SHARED_CELEBA_SAMPLE), tasks=PAPER_CELEBA_TASKS,
