@@ -191,7 +191,6 @@ class MultiTaskModel(keras.Model):
         """`train_step` plus the lookahead affinity of every task pair on this batch."""
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         shared = self.shared_variables
-        shared_keys = {id(v) for v in shared}
         heads = [self.get_layer(head_name(t)).trainable_variables for t in self.tasks]
         scale = tf.cast(self.optimizer.scale_loss(1.0), tf.float32)
         with tf.GradientTape(persistent=True) as tape:
@@ -209,7 +208,7 @@ class MultiTaskModel(keras.Model):
         before = tf.math.divide_no_nan(_sum_over_replicas(sums), global_counts)
         deltas = [affinity_math.lookahead_deltas(self.optimizer, g, shared) for g in shared_grads]
         if self.affinity_config.mode == "exact":
-            after = self._lookahead_losses(x, y, sample_weight, shared_keys, deltas, global_counts)
+            after = self._lookahead_losses(x, y, sample_weight, shared, deltas, global_counts)
             z = affinity_math.exact_affinity(before, after)
         else:
             dots = tf.stack([
@@ -242,14 +241,13 @@ class MultiTaskModel(keras.Model):
             combined = [c + e for c, e in zip(combined, extra)]
         return combined
 
-    def _lookahead_losses(self, x, y, sample_weight, shared_keys, deltas, global_counts):
+    def _lookahead_losses(self, x, y, sample_weight, shared, deltas, global_counts):
         """after[i, j]: global mean loss of task j with the trunk at θs − Δi (heads fixed)."""
         non_trainable = [v.value for v in self.non_trainable_variables]
         rows = []
         for delta in deltas:
-            moved = iter(delta)
-            trainable = [v.value - next(moved) if id(v) in shared_keys else v.value
-                         for v in self.trainable_variables]
+            step = {id(v): d for v, d in zip(shared, delta)}
+            trainable = [v.value - step[id(v)] if id(v) in step else v.value for v in self.trainable_variables]
             outputs, _ = self.stateless_call(trainable, non_trainable, x, training=True)
             rows.append(self._task_sums(y, outputs, sample_weight)[0])
         return tf.math.divide_no_nan(_sum_over_replicas(tf.stack(rows)), global_counts[None, :])
