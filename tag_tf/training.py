@@ -97,7 +97,10 @@ class MultiTaskModel(keras.Model):
             self.affinity_count = self.add_weight(shape=(k, k), name="affinity_count", **state)
             self.affinity_skipped = self.add_weight(shape=(), name="affinity_skipped", **state)
             self.affinity_steps = self.add_weight(shape=(), name="affinity_steps", **state)
-            self._affinity_snapshots = []  # cumulative (total, count) at the start and end of epochs
+            # cumulative (total, count) at every epoch boundary, checkpointed with the rest
+            self.affinity_marks = self.add_weight(shape=(affinity.max_epochs + 1, 2, k, k),
+                                                  name="affinity_marks", **state)
+            self.affinity_num_marks = self.add_weight(shape=(), name="affinity_num_marks", **state)
 
     # -- structure --------------------------------------------------------------------------------
 
@@ -296,11 +299,9 @@ class MultiTaskModel(keras.Model):
         if self.affinity_config is None:
             raise ValueError("This model collects no affinity: build it with affinity=AffinityConfig(...).")
         total, count = self.affinity_total.numpy(), self.affinity_count.numpy()
-        snapshots = self._affinity_snapshots
-        epochs = tuple(
-            affinity_math.mean_affinity(t1 - t0, c1 - c0)
-            for (t0, c0), (t1, c1) in zip(snapshots[:-1], snapshots[1:])
-        )
+        marks = self.affinity_marks.numpy()[: int(self.affinity_num_marks.numpy())]
+        epochs = tuple(affinity_math.mean_affinity(end[0] - start[0], end[1] - start[1])
+                       for start, end in zip(marks[:-1], marks[1:]))
         return TaskAffinity(
             tasks=tuple(t.name for t in self.tasks),
             matrix=affinity_math.mean_affinity(total, count),
@@ -309,8 +310,19 @@ class MultiTaskModel(keras.Model):
             skipped=int(self.affinity_skipped.numpy()),
         )
 
-    def _snapshot_affinity(self):
-        self._affinity_snapshots.append((self.affinity_total.numpy(), self.affinity_count.numpy()))
+    def mark_affinity_epoch(self) -> None:
+        """Record the cumulative sums at an epoch boundary (up to `max_epochs` epochs)."""
+        index = int(self.affinity_num_marks.numpy())
+        if index > self.affinity_config.max_epochs:
+            if index == self.affinity_config.max_epochs + 1:
+                logging.warning("Per-epoch affinity is kept for %d epochs (AffinityConfig.max_epochs); "
+                                "later epochs count in the run's matrix only.", self.affinity_config.max_epochs)
+                self.affinity_num_marks.assign(index + 1.0)
+            return
+        marks = self.affinity_marks.numpy()
+        marks[index] = np.stack([self.affinity_total.numpy(), self.affinity_count.numpy()])
+        self.affinity_marks.assign(marks)
+        self.affinity_num_marks.assign(index + 1.0)
 
     def get_config(self):
         config = super().get_config()
@@ -326,11 +338,11 @@ class AffinityEpochs(keras.callbacks.Callback):
     """
 
     def on_epoch_begin(self, epoch, logs=None):
-        if not self.model._affinity_snapshots:
-            self.model._snapshot_affinity()
+        if not self.model.affinity_num_marks.numpy():
+            self.model.mark_affinity_epoch()  # the start of the first epoch
 
     def on_epoch_end(self, epoch, logs=None):
-        self.model._snapshot_affinity()
+        self.model.mark_affinity_epoch()
 
 
 class AffinityLogger(keras.callbacks.Callback):

@@ -57,6 +57,7 @@ def main(argv):
     result = model.task_affinity()
     with open(FLAGS.out, "w") as f:
         json.dump({"matrix": result.matrix.tolist(), "steps": result.steps,
+                   "epochs": [m.tolist() for m in result.epochs],
                    "iterations": int(model.optimizer.iterations.numpy())}, f)
 
 

@@ -68,6 +68,8 @@ def test_bad_config_values():
         AffinityConfig(mode="second")
     with pytest.raises(ValueError, match="every_n_steps"):
         AffinityConfig(every_n_steps=0)
+    with pytest.raises(ValueError, match="max_epochs must be a positive integer, got 0"):
+        AffinityConfig(max_epochs=0)
 
 
 def small_batch(num_tasks=3, n=32, image=False, seed=0):
@@ -146,6 +148,17 @@ def test_every_n_steps_and_per_epoch_means():
     np.testing.assert_array_equal(counts, np.full((4, 4), 7.0))
     # the run mean is the count-weighted mean of the epoch means (4 steps in epoch 1, 3 in epoch 2)
     np.testing.assert_allclose(result.matrix, (4 * result.epochs[0] + 3 * result.epochs[1]) / 7, rtol=1e-5)
+    model.fit(batched(data.splits["train"], 32), epochs=1, verbose=0)  # a further fit adds its epoch
+    assert len(model.task_affinity().epochs) == 3
+
+
+def test_per_epoch_means_stop_at_max_epochs_but_the_matrix_goes_on():
+    x, y = small_batch()
+    model = build_multitask_model(mlp_trunk(6, hidden=(4,)), list(y), affinity=AffinityConfig(max_epochs=2))
+    model.compile(optimizer=keras.optimizers.SGD(0.01))
+    model.fit(x, y, batch_size=16, epochs=3, verbose=0)
+    result = model.task_affinity()
+    assert len(result.epochs) == 2 and result.steps == 6
 
 
 def test_unlabelled_task_contributes_nothing_and_zero_loss_is_skipped_and_counted():

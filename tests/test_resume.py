@@ -1,5 +1,6 @@
 """An affinity run killed mid-epoch (SIGKILL) and resumed with keras.callbacks.BackupAndRestore
-ends with the same matrix as an uninterrupted run: the accumulators are model variables."""
+ends with the same matrix and per-epoch means as an uninterrupted run: the accumulators are
+model variables."""
 
 import json
 import os
@@ -41,3 +42,5 @@ def test_killed_and_resumed_run_ends_with_the_uninterrupted_matrix(tmp_path):
     a, b = json.loads(uninterrupted.read_text()), json.loads(resumed.read_text())
     assert a["iterations"] == b["iterations"] == 30 and a["steps"] == b["steps"] == 15
     np.testing.assert_allclose(b["matrix"], a["matrix"], rtol=0, atol=1e-6)
+    assert len(a["epochs"]) == len(b["epochs"]) == 3  # per-epoch means survive the kill too
+    np.testing.assert_allclose(b["epochs"], a["epochs"], rtol=0, atol=1e-6)
