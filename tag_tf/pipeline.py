@@ -21,6 +21,7 @@ True
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import time
 
@@ -41,6 +42,7 @@ from tag_tf.training import AffinityLogger, EpochSummary, MultiTaskModel
 DATASETS = ("planted", "planted_tabular", "celeba_folder", "celeba_tfds")
 STAGES = ("affinity", "select", "train", "evaluate")
 BASELINES = ("all_in_one", "single_task", "random", "hoa")
+HOA_MAX_TASKS = 16
 DEFAULT_BASELINES = ("all_in_one", "single_task", "random")
 # The nine CelebA attributes of the TAG paper.
 PAPER_CELEBA_TASKS = (
@@ -316,29 +318,42 @@ def train_stage(config: RunConfig, data: RunData, run_dir: str, report: RunRepor
         needed |= set(hoa_networks(names))
     needed = sorted(needed, key=lambda g: (len(g), [names.index(t) for t in g]))
     by_name = {t.name: t for t in data.tasks}
-    for i, group in enumerate(needed):
-        path = group_result_path(run_dir, names, group)
-        if os.path.exists(path) and not overwrite:
-            continue
-        logging.info("training network %d/%d on %s", i + 1, len(needed), list(group))
-        start = time.time()
-        model = build_network(config, data, [by_name[t] for t in group])
-        early = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True)
-        fit(config, data, model, os.path.join(os.path.dirname(path), "backup"), [early])
-        result = {
-            "tasks": list(group),
-            "test": evaluate_per_task(model, batches(config, data, "test")),
-            "validation": evaluate_per_task(model, batches(config, data, "validation")),
-            "parameters": int(model.count_params()),
-            "flops": inference_flops(model),
-            "seconds": round(time.time() - start, 2),
-        }
-        save_model_atomic(model, os.path.join(os.path.dirname(path), "model.keras"))
-        write_json_atomic(path, result)
-        report.trained.append(group)
+    for group in needed:
+        _train_group(config, data, run_dir, names, [by_name[t] for t in group], report, overwrite)
+    if "hoa" in config.baselines:  # HOA's choice needs the pairs first; then its groups are trained
+        chosen = {g for _, grouping in hoa_groupings(config, names, run_dir) for g in grouping.groups}
+        extra = sorted(chosen - set(needed), key=lambda g: (len(g), [names.index(t) for t in g]))
+        for group in extra:
+            _train_group(config, data, run_dir, names, [by_name[t] for t in group], report, overwrite)
+        needed += extra
     write_json_atomic(os.path.join(run_dir, "train.json"),
                       {"groups": [{"tasks": list(g), "result": os.path.relpath(group_result_path(run_dir, names, g), run_dir)}
                                   for g in needed]})
+
+
+def _train_group(config: RunConfig, data: RunData, run_dir: str, names: list[str], tasks: list[Task],
+                 report: RunReport, overwrite: bool) -> None:
+    """Train (plain, early stopping) and measure one group's network, unless its result exists."""
+    group = tuple(t.name for t in tasks)
+    path = group_result_path(run_dir, names, group)
+    if os.path.exists(path) and not overwrite:
+        return
+    logging.info("training a network on %s", list(group))
+    start = time.time()
+    model = build_network(config, data, tasks)
+    early = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True)
+    fit(config, data, model, os.path.join(os.path.dirname(path), "backup"), [early])
+    result = {
+        "tasks": list(group),
+        "test": evaluate_per_task(model, batches(config, data, "test")),
+        "validation": evaluate_per_task(model, batches(config, data, "validation")),
+        "parameters": int(model.count_params()),
+        "flops": inference_flops(model),
+        "seconds": round(time.time() - start, 2),
+    }
+    save_model_atomic(model, os.path.join(os.path.dirname(path), "model.keras"))
+    write_json_atomic(path, result)
+    report.trained.append(group)
 
 
 def evaluate_stage(config: RunConfig, data: RunData, run_dir: str, report: RunReport, overwrite: bool) -> None:
@@ -397,16 +412,26 @@ def hoa_networks(names: list[str]) -> list[tuple[str, ...]]:
 
 
 def hoa_groupings(config: RunConfig, names: list[str], run_dir: str) -> list[tuple[str, selection.Grouping]]:
-    """HOA's choice for every budget k from the validation losses of `hoa_networks`; its seconds
-    are the training time of all those networks plus the solver's."""
-    results, seconds = {}, 0.0
+    """HOA (Standley et al. 2020): estimate every group's per-task validation loss from the pair
+    networks (task t in group g: the mean of t's loss in its pairs with the other members; alone:
+    its single-task loss), then choose with `select_from_costs` for every budget k. Its seconds
+    are the training time of the pair and single networks plus the solver's."""
+    if len(names) > HOA_MAX_TASKS:
+        raise ValueError(f"HOA scores every subset of the tasks: at most {HOA_MAX_TASKS} tasks, got {len(names)}.")
+    loss, seconds = {}, 0.0
     for group in hoa_networks(names):
         result = read_json(group_result_path(run_dir, names, group))
-        results[group] = {t: result["validation"][t]["loss"] for t in group}
         seconds += result["seconds"]
+        for t in group:
+            loss[(t,) + tuple(o for o in group if o != t)] = result["validation"][t]["loss"]
+    estimates = {}
+    for size in range(1, len(names) + 1):
+        for group in itertools.combinations(names, size):
+            estimates[group] = {t: loss[(t,)] if size == 1 else
+                                float(np.mean([loss[(t, o)] for o in group if o != t])) for t in group}
     choices = []
     for k in config.num_groups:
-        grouping = selection.select_from_costs(results, budget=k, tasks=names)
+        grouping = selection.select_from_costs(estimates, budget=k, tasks=names)
         choices.append((f"hoa_k{k}", dataclasses.replace(grouping, seconds=seconds + grouping.seconds)))
     return choices
 
