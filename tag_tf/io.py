@@ -5,28 +5,65 @@
 >>> write_json_atomic(path, {"tasks": ["a", "b"]})
 >>> read_json(path)
 {'tasks': ['a', 'b']}
+>>> folder = os.path.join(os.path.dirname(path), "report")
+>>> with atomic_directory(folder) as tmp:
+...     open(os.path.join(tmp, "index.html"), "w").write("<p>hi</p>")
+9
+>>> os.listdir(folder)
+['index.html']
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import tempfile
+
+
+@contextlib.contextmanager
+def atomic_path(path: str):
+    """Yields a temporary file path beside `path`; when the block succeeds the file is renamed onto
+    `path`, when it fails the temporary file is removed and `path` keeps what it held."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str):
+    """Yields an empty temporary folder beside `path`; when the block succeeds it replaces the
+    folder `path` (whatever that held), when it fails it is removed and `path` is left as it was."""
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=parent)
+    try:
+        yield tmp
+        if os.path.exists(path):
+            old = tempfile.mkdtemp(prefix="." + os.path.basename(path) + ".", suffix=".old", dir=parent)
+            os.replace(path, old)  # onto the empty folder just made
+            os.replace(tmp, path)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp)
 
 
 def write_json_atomic(path: str, data) -> None:
     """Write `data` as indented JSON to a temporary file beside `path`, then rename it onto `path`."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")
 
 
 def save_model_atomic(model, path: str) -> None:
