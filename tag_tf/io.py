@@ -19,17 +19,22 @@ import contextlib
 import json
 import os
 import shutil
-import tempfile
+import uuid
+
+
+def _beside(path: str, suffix: str) -> str:
+    """A fresh hidden name in `path`'s folder (made if missing); nothing is created under it, so
+    whatever is written there gets the usual permissions."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    return os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex[:12]}{suffix}")
 
 
 @contextlib.contextmanager
 def atomic_path(path: str):
     """Yields a temporary file path beside `path`; when the block succeeds the file is renamed onto
     `path`, when it fails the temporary file is removed and `path` keeps what it held."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    os.close(fd)
+    tmp = _beside(path, ".tmp")
     try:
         yield tmp
         os.replace(tmp, path)
@@ -42,14 +47,13 @@ def atomic_path(path: str):
 def atomic_directory(path: str):
     """Yields an empty temporary folder beside `path`; when the block succeeds it replaces the
     folder `path` (whatever that held), when it fails it is removed and `path` is left as it was."""
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=parent)
+    tmp = _beside(path, ".tmp")
+    os.mkdir(tmp)
     try:
         yield tmp
         if os.path.exists(path):
-            old = tempfile.mkdtemp(prefix="." + os.path.basename(path) + ".", suffix=".old", dir=parent)
-            os.replace(path, old)  # onto the empty folder just made
+            old = _beside(path, ".old")
+            os.replace(path, old)
             os.replace(tmp, path)
             shutil.rmtree(old)
         else:

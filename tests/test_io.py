@@ -52,3 +52,14 @@ def test_failed_atomic_path_leaves_no_file(tmp_path):
         open(tmp, "w").write("half")
         raise RuntimeError("interrupted")
     assert os.listdir(tmp_path) == []
+
+
+def test_atomic_outputs_get_the_usual_permissions(tmp_path):
+    os.mkdir(tmp_path / "plain")
+    open(tmp_path / "plain.txt", "w").close()
+    with atomic_directory(str(tmp_path / "report")):
+        pass
+    with atomic_path(str(tmp_path / "a.txt")) as tmp:
+        open(tmp, "w").close()
+    assert os.stat(tmp_path / "report").st_mode == os.stat(tmp_path / "plain").st_mode
+    assert os.stat(tmp_path / "a.txt").st_mode == os.stat(tmp_path / "plain.txt").st_mode
