@@ -1,0 +1,295 @@
+"""Grouped networks -> one multi-head SavedModel in TF Serving's layout.
+
+`export_multihead(networks, assignment, export_base, model_name)` writes
+`<export_base>/<model_name>/<version>/`, a SavedModel (through `keras.export.ExportArchive`) with
+the signatures
+
+    serving_default  image float32 [batch, H, W, 3] in [0, 1]  -> {task: answer}, every task
+    serving_bytes    image_bytes string [batch] (JPEG/PNG/GIF/BMP) -> the same, decoded and resized
+                     to H x W inside the graph (only for image inputs)
+    group_<i>        the input of serving_default -> {task: answer} for every head of network i
+
+where each task's answer comes from the network the assignment names, every network runs once per
+request, and an answer is a probability [batch] (binary), class probabilities [batch, K]
+(multiclass) or a value [batch] (regression). Beside the SavedModel: `assets/tasks.json` (tasks,
+groups, assignment, thresholds, input spec, affinity summary, versions) and
+`assets.extra/tf_serving_warmup_requests` (PredictionLog records TF Serving replays on load).
+
+The version directory is written under a hidden temporary name in the model folder, then renamed
+(`tag_tf.io.atomic_directory`):
+a polling server (TF Serving only loads numeric directories) never sees half a model.
+
+>>> import tempfile, numpy as np, tensorflow as tf
+>>> from tag_tf.models import build_multitask_model, mlp_trunk
+>>> from tag_tf.tasks import Task
+>>> net = build_multitask_model(mlp_trunk(3, hidden=(4,)), [Task("a"), Task("b", "regression")])
+>>> base = tempfile.mkdtemp()
+>>> path = export_multihead([net], {"a": 0, "b": 0}, base, "demo", warmup=False)
+>>> os.path.relpath(path, base), next_version(os.path.join(base, "demo"))
+('demo/1', 2)
+>>> out = tf.saved_model.load(path).signatures["serving_default"](features=tf.ones((2, 3)))
+>>> {task: tuple(value.shape) for task, value in sorted(out.items())}
+{'a': (2,), 'b': (2,)}
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Mapping, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import tag_tf
+from tag_tf.affinity import TaskAffinity
+from tag_tf.io import atomic_directory, write_json_atomic
+from tag_tf.tasks import Task
+
+BYTES_SIGNATURE = "serving_bytes"
+BYTES_INPUT = "image_bytes"
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+TASKS_FILE = os.path.join("assets", "tasks.json")
+MODEL_NAME_PATTERN = re.compile(r"[A-Za-z0-9_.\-]+")
+BINARY_THRESHOLD = 0.5
+
+
+def export_multihead(
+    networks: Sequence[keras.Model],
+    assignment: Mapping[str, int],
+    export_base: str,
+    model_name: str,
+    version: int | None = None,
+    warmup: bool = True,
+    *,
+    affinity: TaskAffinity | None = None,
+) -> str:
+    """Write the networks as one multi-head SavedModel; returns `<export_base>/<model_name>/<version>`.
+
+    Args:
+      networks: `MultiTaskModel`s (anything with `.tasks` and a dict output keyed by task name),
+        all on the same input.
+      assignment: task name -> index into `networks` of the network serving it, in the order the
+        tasks should be listed; every head of every network must be assigned to some network.
+      export_base: the folder of TF Serving's model base paths.
+      model_name: the model's name (its folder under `export_base`).
+      version: a positive integer not yet present; None takes the next (1 for a new model).
+      warmup: write `assets.extra/tf_serving_warmup_requests`.
+      affinity: the run's `TaskAffinity`, summarised in `tasks.json` (matrix[source, target];
+        for each task, the mean affinity onto it from the other tasks of its network).
+
+    Raises ValueError, before writing anything, for an unknown or unserved task, a network index
+    out of range, networks on different inputs, a bad model name or a taken version.
+    """
+    tasks = check_networks(networks, assignment)
+    if not isinstance(model_name, str) or not MODEL_NAME_PATTERN.fullmatch(model_name):
+        raise ValueError(f"model_name {model_name!r} is not valid: use letters, digits, '_', '.' or '-'.")
+    model_dir = os.path.join(export_base, model_name)
+    version = check_version(model_dir, version)
+    with atomic_directory(os.path.join(model_dir, str(version))) as tmp:
+        archive = build_archive(networks, tasks, assignment)
+        archive.write_out(tmp, verbose=False)
+        write_json_atomic(os.path.join(tmp, TASKS_FILE),
+                          tasks_summary(networks, tasks, assignment, model_name, version, affinity))
+        if warmup:
+            write_warmup_requests(os.path.join(tmp, WARMUP_FILE), model_name, input_spec(networks[0]))
+    return os.path.join(model_dir, str(version))
+
+
+def check_networks(networks: Sequence[keras.Model], assignment: Mapping[str, int]) -> list[Task]:
+    """The assigned tasks in the assignment's order, after checking networks and assignment agree.
+
+    >>> from tag_tf.models import build_multitask_model, mlp_trunk
+    >>> net = build_multitask_model(mlp_trunk(3, hidden=(4,)), ["a", "b"])
+    >>> check_networks([net], {"c": 0})
+    Traceback (most recent call last):
+    ...
+    ValueError: Task 'c' is assigned to network 0, which has no such head; its tasks: ['a', 'b'].
+    """
+    if not networks or any(not hasattr(n, "tasks") for n in networks):
+        raise ValueError(f"networks must be a non-empty list of MultiTaskModels, got {networks!r}.")
+    tasks = []
+    for name, index in assignment.items():
+        if not isinstance(index, (int, np.integer)) or not 0 <= index < len(networks):
+            raise ValueError(f"Task {name!r} is assigned to network {index!r}; valid networks: 0..{len(networks) - 1}.")
+        heads = {t.name: t for t in networks[index].tasks}
+        if name not in heads:
+            raise ValueError(f"Task {name!r} is assigned to network {index}, which has no such head; "
+                             f"its tasks: {list(heads)}.")
+        tasks.append(heads[name])
+    unassigned = sorted({t.name for n in networks for t in n.tasks} - set(assignment))
+    if unassigned:
+        raise ValueError(f"Task(s) {unassigned} have heads but no serving network in the assignment "
+                         f"(assigned: {list(assignment)}).")
+    specs = [input_spec(n) for n in networks]
+    if any(s != specs[0] for s in specs):
+        raise ValueError(f"All networks must share one input; got {[(s.name, s.shape.as_list()) for s in specs]}.")
+    return tasks
+
+
+def check_version(model_dir: str, version: int | None) -> int:
+    """`version`, or the next free one when None; ValueError for a non-positive or taken version.
+
+    >>> check_version("/nonexistent", None)
+    1
+    """
+    if version is None:
+        return next_version(model_dir)
+    if isinstance(version, bool) or not isinstance(version, (int, np.integer)) or version < 1:
+        raise ValueError(f"version must be a positive integer or None (the next one), got {version!r}.")
+    existing = existing_versions(model_dir)
+    if version in existing:
+        raise ValueError(f"version {version} exists in {model_dir} (versions {existing}); "
+                         f"use version=None for the next one ({next_version(model_dir)}).")
+    return int(version)
+
+
+def existing_versions(model_dir: str) -> list[int]:
+    """The numeric version directories of a model folder, ascending (what TF Serving would load).
+
+    >>> existing_versions("/nonexistent")
+    []
+    """
+    if not os.path.isdir(model_dir):
+        return []
+    return sorted(int(d) for d in os.listdir(model_dir)
+                  if d.isdigit() and os.path.isdir(os.path.join(model_dir, d)))
+
+
+def next_version(model_dir: str) -> int:
+    """One more than the largest existing version, or 1."""
+    return max(existing_versions(model_dir), default=0) + 1
+
+
+def input_spec(network: keras.Model) -> tf.TensorSpec:
+    """The network's input as a TensorSpec [None, ...] named like its Keras Input."""
+    tensor = network.inputs[0]
+    return tf.TensorSpec([None, *tensor.shape[1:]], tensor.dtype, name=tensor.name.split(":")[0])
+
+
+def is_image(spec: tf.TensorSpec) -> bool:
+    """True for [batch, H, W, 3] inputs with known H and W (they get a `serving_bytes` signature)."""
+    shape = spec.shape.as_list()
+    return len(shape) == 4 and shape[3] == 3 and None not in shape[1:]
+
+
+def serving_answer(task: Task, output: tf.Tensor) -> tf.Tensor:
+    """A head's output as served: probability [B] (binary), class probabilities [B, K], value [B].
+
+    >>> serving_answer(Task("a"), tf.constant([[0.0]])).numpy().tolist()
+    [0.5]
+    """
+    output = tf.cast(output, tf.float32)
+    if task.kind == "binary":
+        return tf.sigmoid(output[:, 0])
+    if task.kind == "multiclass":
+        return tf.nn.softmax(output, axis=-1)
+    return output[:, 0]
+
+
+def build_archive(networks: Sequence[keras.Model], tasks: Sequence[Task],
+                  assignment: Mapping[str, int]) -> keras.export.ExportArchive:
+    """An ExportArchive tracking every network, with the signatures of the module docstring."""
+    spec = input_spec(networks[0])
+    archive = keras.export.ExportArchive()
+    for network in networks:
+        archive.track(network)
+    serving = [(i, [t for t in tasks if assignment[t.name] == i]) for i in range(len(networks))]
+    serving = [(i, served) for i, served in serving if served]
+
+    def answers(x):
+        result = {}
+        for i, served in serving:  # each network once, its assigned heads only
+            outputs = networks[i](x, training=False)
+            result.update({t.name: serving_answer(t, outputs[t.name]) for t in served})
+        return result
+
+    archive.add_endpoint("serving_default", answers, [spec])  # input key: the spec's name
+    if is_image(spec):
+        height, width = spec.shape[1:3]
+        archive.add_endpoint(BYTES_SIGNATURE, lambda data: answers(decode_images(data, height, width)),
+                             [tf.TensorSpec([None], tf.string, name=BYTES_INPUT)])
+    for i, network in enumerate(networks):
+        archive.add_endpoint(f"group_{i}", own_answers_fn(network), [spec])
+    return archive
+
+
+def own_answers_fn(network: keras.Model):
+    """x -> every head of `network` on x, as served."""
+    def own_answers(x):
+        outputs = network(x, training=False)
+        return {t.name: serving_answer(t, outputs[t.name]) for t in network.tasks}
+
+    return own_answers
+
+
+def decode_images(image_bytes: tf.Tensor, height: int, width: int) -> tf.Tensor:
+    """Encoded images (string [B]) -> float32 [B, height, width, 3] in [0, 1], bilinear resize.
+
+    >>> png = tf.io.encode_png(tf.fill([2, 3, 3], tf.constant(255, tf.uint8)))
+    >>> float(decode_images(tf.stack([png]), 4, 4).numpy().min())
+    1.0
+    """
+    def one(data):
+        image = tf.io.decode_image(data, channels=3, expand_animations=False)
+        image = tf.image.convert_image_dtype(image, tf.float32)
+        return tf.image.resize(image, [height, width])
+
+    return tf.map_fn(one, image_bytes, fn_output_signature=tf.TensorSpec([height, width, 3], tf.float32))
+
+
+def tasks_summary(networks: Sequence[keras.Model], tasks: Sequence[Task], assignment: Mapping[str, int],
+                  model_name: str, version: int, affinity: TaskAffinity | None) -> dict:
+    """The content of `assets/tasks.json`."""
+    spec = input_spec(networks[0])
+    answers = {"binary": "probability", "multiclass": "class_probabilities", "regression": "value"}
+    return {
+        "model_name": model_name,
+        "version": version,
+        "tasks": [{**t.to_json(), "network": int(assignment[t.name]), "output": answers[t.kind],
+                   "threshold": BINARY_THRESHOLD if t.kind == "binary" else None} for t in tasks],
+        "groups": [[t.name for t in n.tasks] for n in networks],
+        "assignment": {t.name: int(assignment[t.name]) for t in tasks},
+        "input": {"name": spec.name, "dtype": spec.dtype.name, "shape": spec.shape.as_list(),
+                  "range": [0.0, 1.0] if is_image(spec) else None},
+        "signatures": ["serving_default"] + ([BYTES_SIGNATURE] if is_image(spec) else [])
+                      + [f"group_{i}" for i in range(len(networks))],
+        "affinity": affinity_summary(affinity, networks, assignment) if affinity is not None else None,
+        "versions": {"tag_tf": tag_tf.__version__, "tensorflow": tf.__version__, "keras": keras.__version__},
+    }
+
+
+def affinity_summary(affinity: TaskAffinity, networks: Sequence[keras.Model],
+                     assignment: Mapping[str, int]) -> dict:
+    """The matrix (A[source, target]) and, per task, the mean affinity onto it from the other tasks
+    of its serving network (None when it is alone)."""
+    index = {name: i for i, name in enumerate(affinity.tasks)}
+    onto = {}
+    for task, network in assignment.items():
+        sources = [t.name for t in networks[network].tasks if t.name != task and t.name in index]
+        values = [affinity.matrix[index[s], index[task]] for s in sources] if task in index else []
+        finite = [float(v) for v in values if np.isfinite(v)]
+        onto[task] = float(np.mean(finite)) if finite else None
+    return {"tasks": list(affinity.tasks), "orientation": "matrix[source][target]",
+            "matrix": [[float(v) if np.isfinite(v) else None for v in row] for row in affinity.matrix],
+            "onto_task_from_its_network": onto}
+
+
+def write_warmup_requests(path: str, model_name: str, spec: tf.TensorSpec) -> None:
+    """TFRecord of PredictionLog records: one batch-1 request per input signature (zeros; and a
+    black PNG for `serving_bytes`), which TF Serving replays before serving a version."""
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+    example = np.zeros([1, *spec.shape[1:]], spec.dtype.as_numpy_dtype)
+    requests = [("serving_default", spec.name, tf.make_tensor_proto(example))]
+    if is_image(spec):
+        png = tf.io.encode_png(tf.zeros(spec.shape[1:], tf.uint8)).numpy()
+        requests.append((BYTES_SIGNATURE, BYTES_INPUT, tf.make_tensor_proto([png])))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with tf.io.TFRecordWriter(path) as writer:
+        for signature, name, tensor in requests:
+            request = predict_pb2.PredictRequest(
+                model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature), inputs={name: tensor})
+            log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+            writer.write(log.SerializeToString())
