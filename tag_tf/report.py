@@ -1,0 +1,319 @@
+"""The run report: `report/index.html` in a run directory, and the selection in TensorBoard.
+
+`write_report(run_dir, tasks, test_split)` reads the files of the earlier stages (config.json,
+affinity.json, selection.json, train.json, metrics.json, and export/ when the run has one) and
+writes `report/`: one self-contained HTML page (inline style, no script, no network) and the PNGs
+it shows, side by side, so the folder opens from the file system and can be moved or zipped whole.
+The folder is written under a temporary name and renamed into place.
+
+The page holds: the run's settings; the affinity heatmap (A[source, target], the featured
+grouping's groups outlined) and the affinity onto each task over training; the selection for every
+budget k (table and chart); every grouping's total error against the baselines, and per task;
+Saliency and GradCAM++ maps of a few test images, each task from its serving network; where the
+SavedModel is and how to query it; how to open TensorBoard. The *featured* grouping is TAG's
+grouping with the lowest total test error.
+
+>>> print(html_table(["k", "groups"], [[2, "{a, b} {c}"]]))
+<table>
+<tr><th>k</th><th>groups</th></tr>
+<tr><td>2</td><td>{a, b} {c}</td></tr>
+</table>
+"""
+
+from __future__ import annotations
+
+import datetime
+import html
+import json
+import os
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import tag_tf.training  # noqa: F401  registers MultiTaskModel, so that group networks load
+from tag_tf import grouped, viz
+from tag_tf.affinity import TaskAffinity
+from tag_tf.io import atomic_directory, read_json
+from tag_tf.selection import Grouping, load_selection
+from tag_tf.tasks import Task
+
+REPORT_DIR = "report"
+REPORT_IMAGES = 4
+_STYLE = """
+body { font-family: sans-serif; margin: 2em auto; max-width: 75em; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
+th { background: #f0f0f0; }
+td.best { font-weight: bold; background: #e5f5e0; }
+img { max-width: 100%; border: 1px solid #ddd; margin: 0.5em 0; }
+pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; }
+.note { color: #666; }
+"""
+
+
+def html_table(header: Sequence[str], rows: Sequence[Sequence], classes: Sequence[Sequence[str]] | None = None) -> str:
+    """An HTML table; cells are escaped text, `classes[r][c]` (optional) a CSS class per cell."""
+    lines = ["<table>", "<tr>" + "".join(f"<th>{html.escape(str(h))}</th>" for h in header) + "</tr>"]
+    for r, row in enumerate(rows):
+        cells = []
+        for c, value in enumerate(row):
+            css = classes[r][c] if classes else ""
+            cells.append(f"<td{f' class={css!r}' if css else ''}>{html.escape(str(value))}</td>")
+        lines.append("<tr>" + "".join(cells) + "</tr>")
+    return "\n".join(lines + ["</table>"])
+
+
+def _figure(folder: str, name: str, figure, alt: str) -> str:
+    """Save `figure` as folder/name and return the <img> that shows it."""
+    viz.save_png(figure, os.path.join(folder, name))
+    width, height = viz.pixels(figure)
+    return f'<img src="{html.escape(name)}" alt="{html.escape(alt)}" width="{width}" height="{height}">'
+
+
+def _braces(group: Sequence[str]) -> str:
+    return "{" + ", ".join(group) + "}"
+
+
+def featured_grouping(groupings: Sequence[Grouping], metrics: dict) -> Grouping:
+    """TAG's grouping with the lowest total test error in metrics.json (the first one if none is
+    measured)."""
+    errors = {row["name"]: row["total_error"] for row in metrics["groupings"]}
+    measured = [g for g in groupings if f"tag_k{g.budget}" in errors]
+    return min(measured, key=lambda g: errors[f"tag_k{g.budget}"]) if measured else groupings[0]
+
+
+def network_paths(run_dir: str) -> dict[tuple[str, ...], str]:
+    """{group: path of its trained network (model.keras)} from the train stage's train.json."""
+    return {tuple(entry["tasks"]): os.path.join(run_dir, os.path.dirname(entry["result"]), "model.keras")
+            for entry in read_json(os.path.join(run_dir, "train.json"))["groups"]}
+
+
+def _config_section(config: dict) -> str:
+    rows = [[name, ", ".join(map(str, value)) if isinstance(value, list) else value] for name, value in config.items()]
+    return "<h2>Settings</h2>\n" + html_table(["setting", "value"], rows)
+
+
+def _affinity_section(folder: str, affinity: TaskAffinity, featured: Grouping) -> str:
+    tasks = list(affinity.tasks)
+    parts = [
+        "<h2>Task affinity</h2>",
+        f"<p>A[source, target]: how much one step on the source task lowers the loss of the target task, "
+        f"averaged over {affinity.steps} affinity steps ({affinity.skipped} samples skipped). Selection reads the "
+        f"affinity <em>onto</em> a task: a column. Outlined: the groups of TAG's k={featured.budget:g} grouping.</p>",
+        _figure(folder, "affinity_heatmap.png", viz.affinity_heatmap(tasks, affinity.matrix, featured.groups),
+                "affinity heatmap"),
+    ]
+    if affinity.epochs:
+        serving = {t: featured.served_by(t) for t in tasks}
+        parts += ["<h3>Affinity over training</h3>",
+                  _figure(folder, "affinity_trajectories.png", viz.affinity_trajectories(tasks, affinity.epochs, serving),
+                          "affinity over training")]
+    return "\n".join(parts)
+
+
+def _selection_section(folder: str, tasks: list[str], groupings: Sequence[Grouping], metrics: dict) -> str:
+    errors = {row["name"]: row["total_error"] for row in metrics["groupings"]}
+    rows = []
+    for g in groupings:
+        networks = "; ".join(
+            f"network {i + 1} trains {_braces(group)}, serves {_braces([t for t in tasks if g.assignment[t] == i])}"
+            for i, group in enumerate(g.groups))
+        error = errors.get(f"tag_k{g.budget}")
+        rows.append([f"{g.budget:g}", networks, f"{g.score:.4g}", f"{g.upper_bound:.4g}", "yes" if g.optimal else "no",
+                     g.method, f"{g.seconds:.2f}", f"{error:.2f}" if error is not None else "n/a"])
+    chart = viz.grouping_chart(tasks, groupings, [errors.get(f"tag_k{g.budget}") for g in groupings])
+    return "\n".join([
+        "<h2>Selection</h2>",
+        html_table(["k", "networks", "score", "upper bound", "optimal", "solver", "seconds", "total test error"], rows),
+        _figure(folder, "grouping.png", chart, "grouping chart"),
+    ])
+
+
+def _metrics_section(metrics: dict) -> str:
+    tasks = metrics["tasks"]
+    summary = []
+    for row in grouped.summarize(metrics["groupings"]):
+        error = f"{row['total_error']:.2f}"
+        if "seeds" in row:
+            error += f" ± {row['total_error_std']:.2f} ({row['seeds']} seeds)"
+        summary.append([row["name"], row["networks"], error,
+                        f"{100 * row['delta_mtl']:+.2f}%" if "delta_mtl" in row else "n/a",
+                        row.get("parameters", "-"), row.get("inference_flops", "-"),
+                        f"{row['selection_seconds']:.1f}" if row.get("selection_seconds") else "-"])
+    named = [row for row in metrics["groupings"] if "_seed" not in row["name"]]
+    errors = np.array([[grouped.task_error(row["per_task"][t]) for t in tasks] for row in named])
+    best = errors == errors.min(axis=0, keepdims=True)
+    per_task = [[row["name"], *(f"{e:.2f}" for e in line)] for row, line in zip(named, errors)]
+    classes = [["", *("best" if b else "" for b in line)] for line in best]
+    return "\n".join([
+        "<h2>Metrics against the baselines</h2>",
+        "<p>Total test error: the sum over tasks of each task's error (100·(1 − accuracy), or the MAE), each task "
+        "counted from the network serving it. ΔMTL: mean relative change against single-task networks "
+        "(positive is better).</p>",
+        html_table(["grouping", "networks", "total test error (%)", "ΔMTL", "parameters", "inference FLOPs",
+                    "time to choose (s)"], summary),
+        "<h3>Test error per task</h3><p class=\"note\">Best per task in bold; random groupings left out.</p>",
+        html_table(["grouping", *tasks], per_task, classes),
+    ])
+
+
+def _saliency_section(folder: str, run_dir: str, tasks: Sequence[Task], featured: Grouping,
+                      test_split: tf.data.Dataset | None, num_images: int) -> str:
+    heading = "<h2>Where each head looks</h2>"
+    if test_split is None or len(test_split.element_spec[0].shape) != 3:
+        return heading + '\n<p class="note">The inputs are not images: no saliency maps.</p>'
+    images, labels = next(iter(test_split.take(num_images).batch(num_images)))
+    images = images.numpy()
+    paths = network_paths(run_dir)
+    maps = {method: np.zeros((len(tasks), *images.shape[:3]), np.float32) for method in viz.SALIENCY_METHODS}
+    titles = [None] * len(tasks)
+    for index, group in enumerate(featured.groups):
+        rows = [r for r, t in enumerate(tasks) if featured.assignment[t.name] == index]
+        if not rows:
+            continue
+        model = keras.saving.load_model(paths[tuple(group)], compile=False)
+        served = [tasks[r] for r in rows]
+        outputs = model.predict(images, verbose=0)
+        for method in viz.SALIENCY_METHODS:
+            maps[method][rows] = viz.saliency_maps(model, served, images, method)
+        for r, task in zip(rows, served):
+            titles[r] = viz.prediction_titles(task, outputs[task.name], labels[task.name].numpy())
+    names = [t.name for t in tasks]
+    parts = [heading, f"<p>The first {len(images)} test images; each row is a task, explained by the network "
+                      f"serving it in TAG's k={featured.budget:g} grouping (its prediction: the predicted class, "
+                      f"or the value). Saliency: |d prediction / d pixel|; GradCAM++: the last convolution's "
+                      f"class activation map.</p>"]
+    for method in viz.SALIENCY_METHODS:
+        figure = viz.saliency_grid(images, maps[method], names, titles, method)
+        parts.append(_figure(folder, f"saliency_{method.replace('+', 'p')}.png", figure, f"{method} maps"))
+    return "\n".join(parts)
+
+
+def exported_models(run_dir: str) -> list[dict]:
+    """Every SavedModel under <run_dir>/export/<name>/<version>/, newest version last, with its
+    assets/tasks.json (None when absent)."""
+    base = os.path.join(run_dir, "export")
+    found = []
+    for name in sorted(os.listdir(base)) if os.path.isdir(base) else []:
+        model_dir = os.path.join(base, name)
+        versions = sorted(int(v) for v in os.listdir(model_dir) if v.isdigit()) if os.path.isdir(model_dir) else []
+        for version in versions:
+            path = os.path.join(model_dir, str(version))
+            if os.path.exists(os.path.join(path, "saved_model.pb")):
+                spec = os.path.join(path, "assets", "tasks.json")
+                found.append({"name": name, "version": version, "path": os.path.abspath(path),
+                              "tasks": read_json(spec) if os.path.exists(spec) else None})
+    return found
+
+
+def _serving_section(run_dir: str) -> str:
+    heading = "<h2>Serving</h2>"
+    models = exported_models(run_dir)
+    if not models:
+        return heading + ('\n<p class="note">This run has no exported SavedModel (no export/ folder): the export '
+                          "stage writes export/&lt;model&gt;/&lt;version&gt;/ and export/models.config.</p>")
+    rows, parts = [], [heading]
+    for m in models:
+        spec = m["tasks"] or {}
+        outputs = ", ".join(f"{t['name']}: {t['output']}" for t in spec.get("tasks", []))
+        rows.append([m["name"], m["version"], m["path"], ", ".join(spec.get("signatures", [])), outputs])
+    parts.append(html_table(["model", "version", "SavedModel", "signatures", "outputs (task: answer)"], rows))
+    latest = models[-1]
+    if latest["tasks"] is None:  # no description beside the SavedModel: its signatures tell
+        parts.append(f"<pre>saved_model_cli show --all --dir {html.escape(latest['path'])}</pre>")
+        return "\n".join(parts)
+    input_spec = latest["tasks"]["input"]
+    shape = [1 if d is None else d for d in input_spec["shape"]]
+    models_config = os.path.abspath(os.path.join(run_dir, "export", "models.config"))
+    name = latest["name"]
+    query = (f"# start a TF-Serving-compatible server on the exported models (or TF Serving itself: serving/README.md)\n"
+             f"python -m serving.dev_server --model_config_file={models_config} --port=8500 --rest_api_port=8501\n\n"
+             f"# ask it, with the bundled client (REST; protocol=\"grpc\" for gRPC)\n"
+             f"python - <<'EOF'\nimport numpy as np\nfrom serving.client import TFServingClient\n"
+             f"x = np.zeros({shape}, np.float32)  # {input_spec['name']}: a batch of inputs\n"
+             f"print(TFServingClient('localhost', rest_port=8501).predict({name!r}, {{{input_spec['name']!r}: x}}))\nEOF\n\n"
+             f"# or with curl, TF Serving's REST API (row format: one input per instance)\n"
+             f"python -c \"import json, numpy as np; print(json.dumps({{'instances': [np.zeros({shape[1:]}).tolist()]}}))\""
+             f" > request.json\n"
+             f"curl -d @request.json http://localhost:8501/v1/models/{name}:predict")
+    parts += [f"<p>Server configuration: <code>{html.escape(models_config)}</code>"
+              + ("" if os.path.exists(models_config) else " (not written)") + "</p>",
+              f"<pre>{html.escape(query)}</pre>"]
+    return "\n".join(parts)
+
+
+def _tensorboard_section(run_dir: str) -> str:
+    log_dir = os.path.abspath(os.path.join(run_dir, "tensorboard"))
+    return ("<h2>TensorBoard</h2>\n<p>Per epoch, every pair's affinity (scalars) and the matrix as an image; the "
+            f"selection for every k as text.</p>\n<pre>tensorboard --logdir {html.escape(log_dir)}</pre>")
+
+
+def write_report(run_dir: str, tasks: Sequence[Task], test_split: tf.data.Dataset | None,
+                 num_images: int = REPORT_IMAGES) -> str:
+    """Write <run_dir>/report/ (index.html and its PNGs) atomically; returns the path of index.html.
+
+    Args:
+      run_dir: a run directory whose affinity, select, train and evaluate stages are done.
+      tasks: the run's tasks, in the user's order.
+      test_split: the unbatched test split (x, {task: label}); saliency maps are drawn for its first
+        `num_images` examples when x is an image [H, W, C]. None leaves saliency out.
+    """
+    if not isinstance(num_images, int) or num_images < 1:
+        raise ValueError(f"num_images must be a positive integer, got {num_images!r}.")
+    config = read_json(os.path.join(run_dir, "config.json"))
+    affinity = TaskAffinity.from_json(os.path.join(run_dir, "affinity.json"))
+    names, groupings = load_selection(os.path.join(run_dir, "selection.json"))
+    metrics = read_json(os.path.join(run_dir, "metrics.json"))
+    featured = featured_grouping(groupings, metrics)
+    path = os.path.join(run_dir, REPORT_DIR)
+    with atomic_directory(path) as folder:
+        sections = [
+            _config_section(config),
+            _affinity_section(folder, affinity, featured),
+            _selection_section(folder, names, groupings, metrics),
+            _metrics_section(metrics),
+            _saliency_section(folder, run_dir, tasks, featured, test_split, num_images),
+            _serving_section(run_dir),
+            _tensorboard_section(run_dir),
+        ]
+        title = f"TAG run {os.path.basename(os.path.abspath(run_dir))}"
+        page = (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{html.escape(title)}</title>\n'
+                f"<style>{_STYLE}</style>\n</head>\n<body>\n<h1>{html.escape(title)}</h1>\n"
+                f"<p class=\"note\">{html.escape(os.path.abspath(run_dir))}, reported "
+                f"{datetime.datetime.now().isoformat(timespec='seconds')}. Tasks: {html.escape(', '.join(names))}.</p>\n"
+                + "\n".join(sections) + "\n</body>\n</html>\n")
+        with open(os.path.join(folder, "index.html"), "w", encoding="utf-8") as f:
+            f.write(page)
+    return os.path.join(path, "index.html")
+
+
+def selection_markdown(tasks: Sequence[str], grouping: Grouping) -> str:
+    """One grouping as a Markdown table (TensorBoard's text dashboard renders Markdown).
+
+    >>> g = Grouping(groups=(("a", "b"), ("c",)), assignment={"a": 0, "b": 0, "c": 1}, score=1.5,
+    ...              optimal=True, upper_bound=1.5, method="dp", seconds=0.0, budget=2)
+    >>> print(selection_markdown(["a", "b", "c"], g))
+    k = 2: score 1.5 (optimal, dp)
+    <BLANKLINE>
+    | network | trains | serves |
+    |---|---|---|
+    | 1 | a, b | a, b |
+    | 2 | c | c |
+    """
+    lines = [f"k = {grouping.budget:g}: score {grouping.score:.4g} ({'optimal' if grouping.optimal else 'not proven optimal'}, "
+             f"{grouping.method})", "", "| network | trains | serves |", "|---|---|---|"]
+    for i, group in enumerate(grouping.groups):
+        served = [t for t in tasks if grouping.assignment[t] == i]
+        lines.append(f"| {i + 1} | {', '.join(group)} | {', '.join(served)} |")
+    return "\n".join(lines)
+
+
+def log_selection(log_dir: str, tasks: Sequence[str], groupings: Sequence[Grouping]) -> None:
+    """Write every grouping to TensorBoard as text, tag `selection/k<k>` (step 0)."""
+    writer = tf.summary.create_file_writer(log_dir)
+    with writer.as_default(step=0):
+        for grouping in groupings:
+            tf.summary.text(f"selection/k{grouping.budget:g}", selection_markdown(tasks, grouping))
+    writer.close()
