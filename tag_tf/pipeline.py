@@ -4,6 +4,9 @@
     select    the best grouping for every budget k                 -> selection.json
     train     one network per group (TAG's groups and baselines')  -> groups/<id>/result.json, train.json
     evaluate  every grouping, each task from its serving network   -> metrics.json
+    export    TAG's grouping for every budget k as the multi-head
+              SavedModel `tag_k<k>` (TF Serving layout, next version)
+              + models.config and the other TF Serving files         -> export/export.json
 
 Each stage reads the files of the stages before it and writes its own atomically. `run` skips a
 stage whose output exists, unless told to overwrite; a stage that runs makes every later stage
@@ -30,17 +33,19 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from serving.config import write_deployment
 from tag_tf import grouped, selection
 from tag_tf.affinity import MODES, AffinityConfig, TaskAffinity
 from tag_tf.data import celeba, pipeline, synthetic
 from tag_tf.distribute import STRATEGIES, strategy_from_name
+from tag_tf.export import export_multihead
 from tag_tf.io import read_json, save_model_atomic, write_json_atomic
 from tag_tf.models import build_multitask_model, celeba_resnet_trunk, inference_flops, mlp_trunk
 from tag_tf.tasks import Task, as_tasks
 from tag_tf.training import AffinityLogger, EpochSummary, MultiTaskModel
 
 DATASETS = ("planted", "planted_tabular", "celeba_folder", "celeba_tfds")
-STAGES = ("affinity", "select", "train", "evaluate")
+STAGES = ("affinity", "select", "train", "evaluate", "export")
 BASELINES = ("all_in_one", "single_task", "random", "hoa")
 HOA_MAX_TASKS = 16
 DEFAULT_BASELINES = ("all_in_one", "single_task", "random")
@@ -388,6 +393,28 @@ def evaluate_stage(config: RunConfig, data: RunData, run_dir: str, report: RunRe
     write_json_atomic(os.path.join(run_dir, "metrics.json"), {"tasks": names, "groupings": rows})
 
 
+def export_stage(config: RunConfig, data: RunData, run_dir: str, report: RunReport, overwrite: bool) -> None:
+    """Export TAG's grouping for every budget k as the model `tag_k<k>` under export/ (its next
+    version: a rerun adds a version, which a running server picks up), with models.config and the
+    other TF Serving files (`serving.config.write_deployment`); write export/export.json."""
+    names = [t.name for t in data.tasks]
+    _, groupings = selection.load_selection(os.path.join(run_dir, "selection.json"))
+    affinity = TaskAffinity.from_json(os.path.join(run_dir, "affinity.json"))
+    export_dir = os.path.join(run_dir, "export")
+    models = []
+    for grouping in groupings:
+        networks = [keras.saving.load_model(os.path.join(os.path.dirname(group_result_path(run_dir, names, group)),
+                                                         "model.keras"), compile=False) for group in grouping.groups]
+        name = f"tag_k{grouping.budget}"
+        path = export_multihead(networks, {t: grouping.assignment[t] for t in names}, export_dir, name,
+                                affinity=affinity)
+        models.append({"name": name, "version": int(os.path.basename(path)), "path": os.path.relpath(path, run_dir),
+                       "groups": [list(g) for g in grouping.groups], "assignment": dict(grouping.assignment)})
+    files = write_deployment(export_dir, [m["name"] for m in models])
+    write_json_atomic(os.path.join(export_dir, "export.json"),
+                      {"models": models, **{kind: os.path.relpath(path, run_dir) for kind, path in files.items()}})
+
+
 def groupings_to_evaluate(config: RunConfig, names: list[str], run_dir: str) -> list[tuple[str, selection.Grouping]]:
     """(label, grouping) for TAG at every k and for every baseline, in a fixed order."""
     _, tag = selection.load_selection(os.path.join(run_dir, "selection.json"))
@@ -449,5 +476,7 @@ def group_result_path(run_dir: str, names: list[str], group: tuple[str, ...]) ->
     return os.path.join(run_dir, "groups", group_id, "result.json")
 
 
-STAGE_OUTPUTS = {"affinity": "affinity.json", "select": "selection.json", "train": "train.json", "evaluate": "metrics.json"}
-STAGE_FUNCTIONS = {"affinity": affinity_stage, "select": select_stage, "train": train_stage, "evaluate": evaluate_stage}
+STAGE_OUTPUTS = {"affinity": "affinity.json", "select": "selection.json", "train": "train.json", "evaluate": "metrics.json",
+                 "export": "export/export.json"}
+STAGE_FUNCTIONS = {"affinity": affinity_stage, "select": select_stage, "train": train_stage, "evaluate": evaluate_stage,
+                   "export": export_stage}

@@ -6,9 +6,11 @@ import pkgutil
 
 import pytest
 
+import serving
 import tag_tf
 
-MODULES = sorted(m.name for m in pkgutil.walk_packages(tag_tf.__path__, "tag_tf.") if not m.ispkg)
+MODULES = sorted(m.name for package in (tag_tf, serving)
+                 for m in pkgutil.walk_packages(package.__path__, package.__name__ + ".") if not m.ispkg)
 
 
 @pytest.mark.parametrize("name", MODULES)

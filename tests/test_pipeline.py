@@ -3,9 +3,13 @@ import json
 import os
 import shutil
 
+import keras
+import numpy as np
 import pytest
+import tensorflow as tf
 
-from tag_tf import pipeline
+from serving.config import read_models_config
+from tag_tf import pipeline, selection
 from tag_tf.io import write_json_atomic
 from tag_tf.pipeline import PRESETS, RunConfig
 
@@ -60,25 +64,44 @@ def tiny_run(tmp_path_factory):
 
 def test_tiny_demo_recovers_the_planted_grouping(tiny_run):
     run_dir, report = tiny_run
-    assert report.ran == ["affinity", "select", "train", "evaluate"]
+    assert report.ran == ["affinity", "select", "train", "evaluate", "export"]
     selection = json.load(open(os.path.join(run_dir, "selection.json")))["selections"]
     assert sorted(map(sorted, selection[0]["groups"])) == pipeline.load_data(TINY).planted_grouping
     metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
     assert [row["name"] for row in metrics["groupings"]] == ["tag_k3"]
-    assert sorted(os.listdir(run_dir)) == ["affinity.json", "config.json", "groups", "metrics.json",
+    assert sorted(os.listdir(run_dir)) == ["affinity.json", "config.json", "export", "groups", "metrics.json",
                                            "selection.json", "tensorboard", "train.json"]
+
+
+def test_export_stage_serves_every_task_from_its_tag_network(tiny_run):
+    run_dir, _ = tiny_run
+    export = json.load(open(os.path.join(run_dir, "export", "export.json")))
+    assert [(m["name"], m["version"], m["path"]) for m in export["models"]] == [("tag_k3", 1, "export/tag_k3/1")]
+    assert export["models_config"] == "export/models.config"
+    config = read_models_config(os.path.join(run_dir, export["models_config"]))
+    assert config.model_config_list.config[0].base_path == os.path.abspath(os.path.join(run_dir, "export", "tag_k3"))
+    data = pipeline.load_data(TINY)
+    names = [t.name for t in data.tasks]
+    images = next(iter(data.splits["test"].batch(4)))[0]
+    served = tf.saved_model.load(os.path.join(run_dir, "export/tag_k3/1")).signatures["serving_default"](image=images)
+    grouping = selection.load_selection(os.path.join(run_dir, "selection.json"))[1][0]
+    for task in names:
+        group = grouping.served_by(task)
+        path = os.path.join(os.path.dirname(pipeline.group_result_path(run_dir, names, group)), "model.keras")
+        logit = keras.saving.load_model(path).predict(images, verbose=0)[task][:, 0]
+        np.testing.assert_allclose(served[task].numpy(), tf.sigmoid(logit).numpy(), atol=1e-5)
 
 
 def test_resume_runs_only_the_missing_stage_and_its_dependents(tiny_run):
     run_dir, _ = tiny_run
     os.remove(os.path.join(run_dir, "selection.json"))
     report = pipeline.run(TINY, run_dir)
-    assert report.ran == ["select", "train", "evaluate"] and report.trained == []  # same groups: reused
+    assert report.ran == ["select", "train", "evaluate", "export"] and report.trained == []  # same groups: reused
     first_group = json.load(open(os.path.join(run_dir, "train.json")))["groups"][0]
     shutil.rmtree(os.path.dirname(os.path.join(run_dir, first_group["result"])))
     os.remove(os.path.join(run_dir, "train.json"))
     report = pipeline.run(TINY, run_dir)
-    assert report.ran == ["train", "evaluate"] and report.trained == [tuple(first_group["tasks"])]
+    assert report.ran == ["train", "evaluate", "export"] and report.trained == [tuple(first_group["tasks"])]
     assert pipeline.run(TINY, run_dir).ran == []
 
 

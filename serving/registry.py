@@ -1,0 +1,219 @@
+"""The models a server serves: versions loaded from their base paths as a `models.config` says,
+reloaded when version directories appear or disappear, and run on validated inputs.
+
+As TF Serving does: a model's versions are the numeric directories of its base path; the version
+policy picks which to serve (`latest` n, `all`, or `specific` versions); a new version is loaded
+(and its `assets.extra/tf_serving_warmup_requests` replayed) before it is served, and a version
+the policy no longer picks is dropped. Requests resolve a version under a lock and keep their
+reference, so a reload never fails a request in flight. Errors are `ServingError`s carrying a
+gRPC status code; `HTTP_STATUS` maps them onto REST status codes.
+
+>>> import tempfile
+>>> from serving.config import model_server_config
+>>> registry = ModelRegistry(model_server_config({"m": tempfile.mkdtemp()}))
+>>> registry.refresh()
+>>> try:
+...     registry.resolve("m")
+... except ServingError as error:
+...     print(error.code.name, error)
+NOT_FOUND Servable not found for request: Latest(m)
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Mapping
+
+import grpc
+import numpy as np
+import tensorflow as tf
+from absl import logging
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow_serving.apis import get_model_metadata_pb2, prediction_log_pb2
+from tensorflow_serving.config import model_server_config_pb2
+
+from tag_tf.export import WARMUP_FILE, existing_versions
+
+HTTP_STATUS = {
+    grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.FAILED_PRECONDITION: 400,
+    grpc.StatusCode.OUT_OF_RANGE: 400, grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 413, grpc.StatusCode.UNIMPLEMENTED: 501,
+    grpc.StatusCode.UNAVAILABLE: 503, grpc.StatusCode.INTERNAL: 500,
+}
+
+
+class ServingError(Exception):
+    """A request that cannot be served: `code` (a grpc.StatusCode) and a message."""
+
+    def __init__(self, code: grpc.StatusCode, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+class Servable:
+    """One loaded version of a model: its signatures and their input specs.
+
+    Attributes:
+      name, version, path: the model, the version number, the version directory.
+      signatures: signature name -> concrete function.
+      inputs: signature name -> {input name: tf.TensorSpec}.
+      signature_defs: a `SignatureDefMap` proto, as TF Serving returns in model metadata.
+    """
+
+    def __init__(self, name: str, version: int, path: str):
+        self.name, self.version, self.path = name, version, path
+        self._loaded = tf.saved_model.load(path)
+        self.signatures = dict(self._loaded.signatures)
+        self.inputs = {k: dict(fn.structured_input_signature[1]) for k, fn in self.signatures.items()}
+        saved_model = saved_model_pb2.SavedModel()
+        with open(os.path.join(path, "saved_model.pb"), "rb") as f:
+            saved_model.ParseFromString(f.read())
+        self.signature_defs = get_model_metadata_pb2.SignatureDefMap()
+        for key, definition in saved_model.meta_graphs[0].signature_def.items():
+            if key in self.signatures:
+                self.signature_defs.signature_def[key].CopyFrom(definition)
+
+    def signature_name(self, name: str | None) -> str:
+        """`name` ("serving_default" when empty); FAILED_PRECONDITION when the model has no such signature."""
+        name = name or "serving_default"
+        if name not in self.signatures:
+            raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
+                               f"Serving signature name: \"{name}\" not found in signature def; "
+                               f"valid signatures: {sorted(self.signatures)}.")
+        return name
+
+    def run(self, signature_name: str, inputs: Mapping[str, np.ndarray],
+            output_filter=()) -> dict[str, np.ndarray]:
+        """The signature's outputs on `inputs`, after checking names, dtypes and shapes."""
+        name = self.signature_name(signature_name)
+        specs = self.inputs[name]
+        if set(inputs) != set(specs):
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"Signature {name!r} takes inputs {sorted(specs)}; the request has {sorted(inputs)}.")
+        tensors = {key: check_input(key, value, specs[key]) for key, value in inputs.items()}
+        unknown = sorted(set(output_filter) - set(self.signatures[name].structured_outputs))
+        if unknown:
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"output_filter names unknown outputs {unknown}; "
+                               f"outputs: {sorted(self.signatures[name].structured_outputs)}.")
+        try:
+            outputs = self.signatures[name](**tensors)
+        except (tf.errors.InvalidArgumentError, ValueError, TypeError) as error:
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, str(error).split("\n")[0]) from None
+        return {key: value.numpy() for key, value in outputs.items() if not output_filter or key in output_filter}
+
+
+def check_input(name: str, value: np.ndarray, spec: tf.TensorSpec) -> tf.Tensor:
+    """`value` as a tensor of the spec's dtype and shape; INVALID_ARGUMENT otherwise.
+
+    >>> try:
+    ...     check_input("x", np.zeros((2, 3)), tf.TensorSpec([None, 4], tf.float32))
+    ... except ServingError as error:
+    ...     print(error.code.name, error)
+    INVALID_ARGUMENT Input 'x' must have shape [None, 4], got [2, 3].
+    """
+    value = np.asarray(value)
+    if spec.dtype == tf.string:
+        if value.dtype != object and value.dtype.kind != "S":
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, f"Input {name!r} must be strings, got {value.dtype.name}.")
+    elif value.dtype.kind not in "biuf" or (value.dtype.kind == "f" and not spec.dtype.is_floating):
+        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                           f"Input {name!r} must be {spec.dtype.name}, got {value.dtype.name}.")
+    if not spec.shape.is_compatible_with(value.shape):
+        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                           f"Input {name!r} must have shape {spec.shape.as_list()}, got {list(value.shape)}.")
+    return tf.convert_to_tensor(value, spec.dtype)
+
+
+def policy_versions(config: model_server_config_pb2.ModelConfig, available: list[int]) -> list[int]:
+    """The versions of `available` (ascending) that the model's version policy serves.
+
+    >>> config = model_server_config_pb2.ModelConfig(name="m", base_path="/m")
+    >>> policy_versions(config, [1, 2, 3])                       # the default: the latest
+    [3]
+    >>> config.model_version_policy.specific.versions.extend([1, 2])
+    >>> policy_versions(config, [1, 2, 3])
+    [1, 2]
+    """
+    policy = config.model_version_policy
+    kind = policy.WhichOneof("policy_choice")
+    if kind == "all":
+        return list(available)
+    if kind == "specific":
+        return [v for v in available if v in set(policy.specific.versions)]
+    return list(available[-max(policy.latest.num_versions, 1):]) if available else []
+
+
+class ModelRegistry:
+    """Loads and serves the models of a `ModelServerConfig`; `refresh()` syncs with the disk.
+
+    Args:
+      config: the models (name, base_path, model_version_policy, version_labels).
+      warmup: replay each version's warmup requests before serving it.
+    """
+
+    def __init__(self, config: model_server_config_pb2.ModelServerConfig, warmup: bool = True):
+        kind = config.WhichOneof("config")
+        if kind != "model_config_list" or not config.model_config_list.config:
+            raise ValueError(f"The model server config must list models (model_config_list), got {kind!r}.")
+        self.configs = {c.name: c for c in config.model_config_list.config}
+        self.warmup = warmup
+        self._servables: dict[str, dict[int, Servable]] = {name: {} for name in self.configs}
+        self._lock = threading.Lock()
+        self._refresh_lock = threading.Lock()
+
+    def refresh(self) -> None:
+        """Load the versions each policy now picks, then drop those it no longer picks."""
+        with self._refresh_lock:
+            for name, config in self.configs.items():
+                wanted = policy_versions(config, existing_versions(config.base_path))
+                for version in wanted:
+                    if version not in self._servables[name]:
+                        servable = self._load(name, version, os.path.join(config.base_path, str(version)))
+                        with self._lock:
+                            self._servables[name] = {**self._servables[name], version: servable}
+                        logging.info("model %s: version %d available", name, version)
+                with self._lock:
+                    self._servables[name] = {v: s for v, s in self._servables[name].items() if v in wanted}
+
+    def _load(self, name: str, version: int, path: str) -> Servable:
+        servable = Servable(name, version, path)
+        if self.warmup and os.path.exists(os.path.join(path, WARMUP_FILE)):
+            for record in tf.data.TFRecordDataset(os.path.join(path, WARMUP_FILE)).as_numpy_iterator():
+                request = prediction_log_pb2.PredictionLog.FromString(record).predict_log.request
+                servable.run(request.model_spec.signature_name,
+                             {k: tf.make_ndarray(v) for k, v in request.inputs.items()})
+        return servable
+
+    def resolve(self, name: str, version: int | None = None, label: str | None = None) -> Servable:
+        """The servable a request names: a version, a label, or (neither) the latest."""
+        self._check_model(name)
+        if label:
+            labels = self.configs[name].version_labels
+            if label not in labels:
+                raise ServingError(grpc.StatusCode.NOT_FOUND,
+                                   f"Unrecognized servable version label: {label}; labels: {sorted(labels)}")
+            version = labels[label]
+        with self._lock:
+            servables = self._servables[name]
+        if version is None:
+            if not servables:
+                raise ServingError(grpc.StatusCode.NOT_FOUND, f"Servable not found for request: Latest({name})")
+            return servables[max(servables)]
+        if version not in servables:
+            raise ServingError(grpc.StatusCode.NOT_FOUND,
+                               f"Servable not found for request: Specific({name}, {version}); "
+                               f"versions served: {sorted(servables)}")
+        return servables[version]
+
+    def versions(self, name: str) -> list[int]:
+        """The versions of model `name` being served (NOT_FOUND for an unknown model)."""
+        self._check_model(name)
+        with self._lock:
+            return sorted(self._servables[name])
+
+    def _check_model(self, name: str) -> None:
+        if name not in self.configs:
+            raise ServingError(grpc.StatusCode.NOT_FOUND,
+                               f"Servable not found for request: Latest({name}); models: {sorted(self.configs)}")
