@@ -10,6 +10,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 
 demo: $(STAMP)
 	$(PY) -m experiments.tag_pipeline --preset=demo --run_dir=runs/demo --overwrite
+	$(PY) -m serving.demo_query --run_dir=runs/demo
 
 test: $(STAMP)
 	$(PY) -m pytest tests
