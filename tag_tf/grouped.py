@@ -85,3 +85,21 @@ def summarize(rows: Sequence[Mapping]) -> list[dict]:
             summary["delta_mtl"] = float(np.mean([r["delta_mtl"] for r in seeds]))
         result.append(summary)
     return result
+
+
+def format_row(row: Mapping) -> dict[str, str]:
+    """The measures of a `summarize` row as text: total error (± std over seeds), ΔMTL (%), and
+    time to choose (s, "-" when none).
+
+    >>> format_row({"name": "random_k2", "total_error": 14.0, "total_error_std": 2.0, "seeds": 2,
+    ...             "networks": 2, "delta_mtl": 0.0123})
+    {'total_error': '14.00 ± 2.00 (2 seeds)', 'delta_mtl': '+1.23%', 'time_to_choose': '-'}
+    """
+    error = f"{row['total_error']:.2f}"
+    if "seeds" in row:
+        error += f" ± {row['total_error_std']:.2f} ({row['seeds']} seeds)"
+    return {
+        "total_error": error,
+        "delta_mtl": f"{100 * row['delta_mtl']:+.2f}%" if "delta_mtl" in row else "n/a",
+        "time_to_choose": f"{row['selection_seconds']:.1f}" if row.get("selection_seconds") else "-",
+    }

@@ -7,6 +7,7 @@
     export    TAG's grouping for every budget k as the multi-head
               SavedModel `tag_k<k>` (TF Serving layout, next version)
               + models.config and the other TF Serving files         -> export/export.json
+    report    plots, tables, saliency maps, how to query the model -> report/index.html
 
 Each stage reads the files of the stages before it and writes its own atomically. `run` skips a
 stage whose output exists, unless told to overwrite; a stage that runs makes every later stage
@@ -34,18 +35,19 @@ import tensorflow as tf
 from absl import logging
 
 from serving.config import write_deployment
-from tag_tf import grouped, selection
+from tag_tf import balancing, grouped, selection
 from tag_tf.affinity import MODES, AffinityConfig, TaskAffinity
 from tag_tf.data import celeba, pipeline, synthetic
 from tag_tf.distribute import STRATEGIES, strategy_from_name
 from tag_tf.export import export_multihead
 from tag_tf.io import read_json, save_model_atomic, write_json_atomic
 from tag_tf.models import build_multitask_model, celeba_resnet_trunk, inference_flops, mlp_trunk
+from tag_tf.report import log_selection, write_report
 from tag_tf.tasks import Task, as_tasks
 from tag_tf.training import AffinityLogger, EpochSummary, MultiTaskModel
 
 DATASETS = ("planted", "planted_tabular", "celeba_folder", "celeba_tfds")
-STAGES = ("affinity", "select", "train", "evaluate", "export")
+STAGES = ("affinity", "select", "train", "evaluate", "export", "report")
 BASELINES = ("all_in_one", "single_task", "random", "hoa")
 HOA_MAX_TASKS = 16
 DEFAULT_BASELINES = ("all_in_one", "single_task", "random")
@@ -82,6 +84,8 @@ class RunConfig:
       epochs, batch_size, steps_per_epoch: training length (steps_per_epoch 0 = whole split).
       patience: early stopping on validation loss (best weights restored) in group training.
       learning_rate, momentum: SGD, as in the official TAG code (5e-4, 0.9).
+      balancer: loss balancing of every network trained, one of `tag_tf.balancing.BALANCERS`
+        ("equal": Σ Task.weight · loss). Affinity is measured on the unweighted task losses.
       strategy: one of `tag_tf.distribute.STRATEGIES`.
       jit_compile: compile training steps with XLA (Keras' `jit_compile`); on CPU it makes exact
         affinity steps about 15% cheaper (BENCHMARKS.md).
@@ -111,6 +115,7 @@ class RunConfig:
     patience: int = 3
     learning_rate: float = 5e-4
     momentum: float = 0.9
+    balancer: str = "equal"
     strategy: str = "default"
     jit_compile: bool = False
     cache: bool = False
@@ -122,6 +127,7 @@ class RunConfig:
         _check_choice("dataset", self.dataset, DATASETS)
         _check_choice("affinity_mode", self.affinity_mode, MODES)
         _check_choice("strategy", self.strategy, STRATEGIES)
+        _check_choice("balancer", self.balancer, balancing.BALANCERS)
         for baseline in self.baselines:
             _check_choice("baseline", baseline, BASELINES)
         for name in ("image_size", "trunk_filters", "num_examples", "planted_groups", "tasks_per_group",
@@ -210,7 +216,8 @@ def build_network(config: RunConfig, data: RunData, tasks: list[Task],
         else:
             trunk = celeba_resnet_trunk(config.image_size, filters=config.trunk_filters,
                                         bn_momentum=config.bn_momentum)
-        model = build_multitask_model(trunk, tasks, affinity=affinity)
+        model = build_multitask_model(trunk, tasks, affinity=affinity, 
+                                      balancer=balancing.balancer_from_name(config.balancer))
         model.compile(optimizer=keras.optimizers.SGD(config.learning_rate, momentum=config.momentum),
                       jit_compile=config.jit_compile)
     return model
@@ -415,6 +422,14 @@ def export_stage(config: RunConfig, data: RunData, run_dir: str, report: RunRepo
                       {"models": models, **{kind: os.path.relpath(path, run_dir) for kind, path in files.items()}})
 
 
+def report_stage(config: RunConfig, data: RunData, run_dir: str, report: RunReport, overwrite: bool) -> None:
+    """Write report/ (`tag_tf.report`: plots, tables, saliency maps of test images, serving) and
+    the selection as TensorBoard text."""
+    names, groupings = selection.load_selection(os.path.join(run_dir, "selection.json"))
+    log_selection(os.path.join(run_dir, "tensorboard"), names, groupings)
+    write_report(run_dir, data.tasks, data.splits["test"])
+
+
 def groupings_to_evaluate(config: RunConfig, names: list[str], run_dir: str) -> list[tuple[str, selection.Grouping]]:
     """(label, grouping) for TAG at every k and for every baseline, in a fixed order."""
     _, tag = selection.load_selection(os.path.join(run_dir, "selection.json"))
@@ -477,6 +492,6 @@ def group_result_path(run_dir: str, names: list[str], group: tuple[str, ...]) ->
 
 
 STAGE_OUTPUTS = {"affinity": "affinity.json", "select": "selection.json", "train": "train.json", "evaluate": "metrics.json",
-                 "export": "export/export.json"}
+                 "export": "export/export.json", "report": "report/index.html"}
 STAGE_FUNCTIONS = {"affinity": affinity_stage, "select": select_stage, "train": train_stage, "evaluate": evaluate_stage,
-                   "export": export_stage}
+                   "export": export_stage, "report": report_stage}

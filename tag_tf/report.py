@@ -135,13 +135,9 @@ def _metrics_section(metrics: dict) -> str:
     tasks = metrics["tasks"]
     summary = []
     for row in grouped.summarize(metrics["groupings"]):
-        error = f"{row['total_error']:.2f}"
-        if "seeds" in row:
-            error += f" ± {row['total_error_std']:.2f} ({row['seeds']} seeds)"
-        summary.append([row["name"], row["networks"], error,
-                        f"{100 * row['delta_mtl']:+.2f}%" if "delta_mtl" in row else "n/a",
-                        row.get("parameters", "-"), row.get("inference_flops", "-"),
-                        f"{row['selection_seconds']:.1f}" if row.get("selection_seconds") else "-"])
+        text = grouped.format_row(row)
+        summary.append([row["name"], row["networks"], text["total_error"], text["delta_mtl"],
+                        row.get("parameters", "-"), row.get("inference_flops", "-"), text["time_to_choose"]])
     named = [row for row in metrics["groupings"] if "_seed" not in row["name"]]
     errors = np.array([[grouped.task_error(row["per_task"][t]) for t in tasks] for row in named])
     best = errors == errors.min(axis=0, keepdims=True)

@@ -30,6 +30,7 @@ TINY = dataclasses.replace(PRESETS["demo"], num_examples=1200, trunk_filters=8, 
         ({"affinity_mode": "second"}, r"Unknown affinity_mode 'second'; valid choices: \('exact', 'first_order'\)"),
         ({"baselines": ("hoa2",)}, r"Unknown baseline 'hoa2'; valid choices: \('all_in_one'"),
         ({"strategy": "horovod"}, "Unknown strategy 'horovod'"),
+        ({"balancer": "mgda"}, r"Unknown balancer 'mgda'; valid choices: \('equal', 'gradnorm', 'uncertainty', 'pcgrad'\)"),
         ({"dataset": "celeba_folder", "tasks": ()}, "needs tasks"),
         ({"dataset": "celeba_folder", "tasks": ("Smiling",), "celeba_dir": ""}, "needs celeba_dir"),
         ({"dataset": "celeba_folder", "tasks": ("Smiling",), "celeba_dir": "/nowhere"}, "'/nowhere' does not exist"),
@@ -64,13 +65,13 @@ def tiny_run(tmp_path_factory):
 
 def test_tiny_demo_recovers_the_planted_grouping(tiny_run):
     run_dir, report = tiny_run
-    assert report.ran == ["affinity", "select", "train", "evaluate", "export"]
+    assert report.ran == ["affinity", "select", "train", "evaluate", "export", "report"]
     selection = json.load(open(os.path.join(run_dir, "selection.json")))["selections"]
     assert sorted(map(sorted, selection[0]["groups"])) == pipeline.load_data(TINY).planted_grouping
     metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
     assert [row["name"] for row in metrics["groupings"]] == ["tag_k3"]
     assert sorted(os.listdir(run_dir)) == ["affinity.json", "config.json", "export", "groups", "metrics.json",
-                                           "selection.json", "tensorboard", "train.json"]
+                                           "report", "selection.json", "tensorboard", "train.json"]
 
 
 def test_export_stage_serves_every_task_from_its_tag_network(tiny_run):
@@ -96,12 +97,12 @@ def test_resume_runs_only_the_missing_stage_and_its_dependents(tiny_run):
     run_dir, _ = tiny_run
     os.remove(os.path.join(run_dir, "selection.json"))
     report = pipeline.run(TINY, run_dir)
-    assert report.ran == ["select", "train", "evaluate", "export"] and report.trained == []  # same groups: reused
+    assert report.ran == ["select", "train", "evaluate", "export", "report"] and report.trained == []  # same groups: reused
     first_group = json.load(open(os.path.join(run_dir, "train.json")))["groups"][0]
     shutil.rmtree(os.path.dirname(os.path.join(run_dir, first_group["result"])))
     os.remove(os.path.join(run_dir, "train.json"))
     report = pipeline.run(TINY, run_dir)
-    assert report.ran == ["train", "evaluate", "export"] and report.trained == [tuple(first_group["tasks"])]
+    assert report.ran == ["train", "evaluate", "export", "report"] and report.trained == [tuple(first_group["tasks"])]
     assert pipeline.run(TINY, run_dir).ran == []
 
 

@@ -48,3 +48,5 @@ def test_tiny_run_prints_groupings_and_the_table(tmp_path):
     for row in metrics["groupings"]:
         assert f"{row['total_error']:>20.2f}" in result.stdout
     assert "stage affinity: done" in result.stderr and "Files in" in result.stderr
+    assert result.stdout.splitlines()[-1] == f"Report: {tmp_path / 'report' / 'index.html'}"
+    assert (tmp_path / "report" / "index.html").exists()
