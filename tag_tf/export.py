@@ -34,6 +34,7 @@ a polling server (TF Serving only loads numeric directories) never sees half a m
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from typing import Mapping, Sequence
@@ -88,13 +89,25 @@ def export_multihead(
     model_dir = os.path.join(export_base, model_name)
     version = check_version(model_dir, version)
     with atomic_directory(os.path.join(model_dir, str(version))) as tmp:
-        archive = build_archive(networks, tasks, assignment)
-        archive.write_out(tmp, verbose=False)
+        with quiet_tensorflow_logs():  # an INFO line per function and asset otherwise
+            build_archive(networks, tasks, assignment).write_out(tmp, verbose=False)
         write_json_atomic(os.path.join(tmp, TASKS_FILE),
                           tasks_summary(networks, tasks, assignment, model_name, version, affinity))
         if warmup:
             write_warmup_requests(os.path.join(tmp, WARMUP_FILE), model_name, input_spec(networks[0]))
     return os.path.join(model_dir, str(version))
+
+
+@contextlib.contextmanager
+def quiet_tensorflow_logs():
+    """TensorFlow's Python logger at WARNING inside the block, as it was after."""
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel("WARNING")
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def check_networks(networks: Sequence[keras.Model], assignment: Mapping[str, int]) -> list[Task]:
