@@ -243,6 +243,15 @@ def exact_affinity(before, after):
     return 1.0 - tf.cast(after, tf.float32) / before[None, :]
 
 
+def gradient_dot(a: list, b: list) -> tf.Tensor:
+    """Σ over variables of the element-wise products of two lists of gradients (float32).
+
+    >>> float(gradient_dot([np.ones(3), np.ones((2, 2))], [np.full(3, 2.0), np.ones((2, 2))]))
+    10.0
+    """
+    return tf.add_n([tf.reduce_sum(tf.cast(x, tf.float32) * tf.cast(y, tf.float32)) for x, y in zip(a, b)])
+
+
 def first_order_affinity(before, gradient_dots):
     """Z[i, j] ≈ (∇L_j · Δi) / L_j, with `gradient_dots[i, j]` = ∇L_j · Δi."""
     return tf.cast(gradient_dots, tf.float32) / tf.cast(before, tf.float32)[None, :]

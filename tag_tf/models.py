@@ -22,6 +22,7 @@ import keras
 from keras import layers
 
 from tag_tf.affinity import AffinityConfig
+from tag_tf.balancing import Balancer
 from tag_tf.tasks import Task, as_tasks
 from tag_tf.training import MultiTaskModel, head_name
 
@@ -70,6 +71,7 @@ def build_multitask_model(
     tasks: Iterable[Task | str],
     *,
     affinity: AffinityConfig | None = None,
+    balancer: Balancer | None = None,
     name: str = "multitask",
 ) -> MultiTaskModel:
     """A `MultiTaskModel`: the trunk, shared, then one linear head per task.
@@ -79,6 +81,7 @@ def build_multitask_model(
       tasks: the tasks (strings become binary tasks); the output dict is keyed by their names.
       affinity: measure inter-task affinity during `fit()` (see `tag_tf.affinity`); None (the
         default) trains plainly, collecting nothing.
+      balancer: how the task losses become one update (`tag_tf.balancing`); None: equal weights.
       name: the model's name.
 
     Heads output one logit (binary), K logits (multiclass) or one value (regression), in float32
@@ -95,7 +98,8 @@ def build_multitask_model(
     outputs = {
         t.name: layers.Dense(t.output_units, dtype="float32", name=head_name(t))(features) for t in tasks
     }
-    return MultiTaskModel(inputs=inputs, outputs=outputs, tasks=tasks, affinity=affinity, name=name)
+    return MultiTaskModel(inputs=inputs, outputs=outputs, tasks=tasks, affinity=affinity, balancer=balancer,
+                          name=name)
 
 
 def inference_flops(model: keras.Model) -> int:

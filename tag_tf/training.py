@@ -46,7 +46,8 @@ import tensorflow as tf
 from absl import logging
 
 from tag_tf import affinity as affinity_math
-from tag_tf.affinity import AffinityConfig, TaskAffinity
+from tag_tf.affinity import AffinityConfig, TaskAffinity, gradient_dot
+from tag_tf.balancing import Balancer, EqualWeights, balancer_from_json
 from tag_tf.tasks import Task, as_tasks
 from tag_tf.viz import affinity_image
 
@@ -69,15 +70,18 @@ class MultiTaskModel(keras.Model):
         the output keys.
       affinity: an `AffinityConfig` (or its dict) to measure inter-task affinity during `fit()`;
         None trains plainly, collecting nothing.
+      balancer: a `tag_tf.balancing.Balancer` (or its `to_json()` dict) that turns the per-task
+        losses into the update; None: `EqualWeights()` (Σ Task.weight · loss).
 
     Attributes:
       tasks: the tasks.
       affinity_config: the `AffinityConfig`, or None.
+      balancer: the `Balancer`.
       shared_layers: the layers shared by all tasks (everything but the input and the heads).
     """
 
     # The positional arguments match keras' Functional, so Keras saves and revives it as one.
-    def __init__(self, inputs, outputs, name=None, *, tasks, affinity=None, **kwargs):
+    def __init__(self, inputs, outputs, name=None, *, tasks, affinity=None, balancer=None, **kwargs):
         tasks = as_tasks(Task.from_json(t) if isinstance(t, dict) else t for t in tasks)
         names = [t.name for t in tasks]
         if not isinstance(outputs, dict) or sorted(outputs) != sorted(names):
@@ -85,11 +89,17 @@ class MultiTaskModel(keras.Model):
             raise ValueError(f"outputs must be a dict keyed by the task names {names}, got {keys}.")
         if isinstance(affinity, dict):
             affinity = AffinityConfig.from_json(affinity)
+        if balancer is None or isinstance(balancer, dict):
+            balancer = balancer_from_json(balancer)
+        if not isinstance(balancer, Balancer):
+            raise ValueError(f"balancer must be a tag_tf.balancing.Balancer, got {balancer!r}.")
         super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
         self.tasks = tasks
         self.affinity_config = affinity
         self.task_loss_trackers = [keras.metrics.Mean(name=f"{t.name}_loss") for t in self.tasks]
         self.task_metrics = [t.make_metric() for t in self.tasks]
+        self.balancer = balancer
+        balancer.build(self)
         if affinity is not None:
             k = len(tasks)
             state = dict(trainable=False, initializer="zeros", aggregation="only_first_replica")
@@ -136,10 +146,13 @@ class MultiTaskModel(keras.Model):
             counts.append(tf.reduce_sum(weights))
         return tf.stack(sums), tf.stack(counts)
 
+    def _task_weights(self) -> tf.Tensor:
+        return tf.constant([t.weight for t in self.tasks], tf.float32)
+
     def _objective(self, loss_shares):
-        """Σ weight · (this replica's share of each task loss), plus its share of regularisation."""
-        weights = tf.constant([t.weight for t in self.tasks], tf.float32)
-        return tf.reduce_sum(weights * loss_shares) + self._regularisation()
+        """The balancer's objective of this replica's (Task.weight-scaled) task loss shares, plus
+        its share of regularisation."""
+        return self.balancer.objective(self, self._task_weights() * loss_shares) + self._regularisation()
 
     def _regularisation(self):
         """This replica's share of the layers' regularisation losses (0 when there are none)."""
@@ -163,26 +176,47 @@ class MultiTaskModel(keras.Model):
     # -- steps ------------------------------------------------------------------------------------
 
     def train_step(self, data):
-        """The normal update of every parameter from the weighted sum of task losses."""
+        """The normal update of every parameter from the balancer's objective of the task losses."""
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        with tf.GradientTape() as tape:
-            y_pred, sums, counts, _, shares = self._forward(x, y, sample_weight, training=True)
+        needs = self.balancer.needs_task_gradients
+        scale = tf.cast(self.optimizer.scale_loss(1.0), tf.float32)
+        with tf.GradientTape(persistent=needs is not None) as tape:
+            y_pred, sums, counts, global_counts, shares = self._forward(x, y, sample_weight, training=True)
             objective = self._objective(shares)
-            scaled = self.optimizer.scale_loss(objective)
-        grads = tape.gradient(scaled, self.trainable_variables)
+            scaled = objective * scale
+            scaled_regularisation = self._regularisation() * scale
+            scaled_shares = tf.unstack(shares * scale)
+            scaled_weighted_shares = tf.unstack(shares * self._task_weights() * scale)
+        global_losses = tf.math.divide_no_nan(_sum_over_replicas(sums), global_counts)
+        if needs == "shared":  # PCGrad: combine the per-task gradients
+            grads = self._combined_gradients(tape, self._per_task_gradients(tape, scaled_shares), scale, scaled,
+                                             scaled_regularisation, global_losses)
+        else:
+            grads = tape.gradient(scaled, self.trainable_variables)
+            if needs == "last_layer":  # GradNorm: update the weights from the gradients on one layer
+                balanced = self.balancer.balanced_variables(self)
+                on_layer = [_gradient(tape, share, balanced) for share in scaled_weighted_shares]
+                on_layer = [[g / scale for g in grads_i] for grads_i in _sum_over_replicas(on_layer)]
+                self.balancer.combine(self, balanced, on_layer, global_losses, self.optimizer.iterations)
+        del tape
         self.optimizer.apply(grads, self.trainable_variables)
-        return self._update_logs(y, y_pred, sample_weight, sums, counts, objective)
+        return self._update_logs(y, y_pred, sample_weight, sums, counts, objective, training=True)
 
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         y_pred, sums, counts, _, shares = self._forward(x, y, sample_weight, training=False)
-        return self._update_logs(y, y_pred, sample_weight, sums, counts, self._objective(shares))
+        return self._update_logs(y, y_pred, sample_weight, sums, counts, self._objective(shares), training=False)
 
-    def _update_logs(self, y, y_pred, sample_weight, sums, counts, objective):
+    def _update_logs(self, y, y_pred, sample_weight, sums, counts, objective, training):
+        """Update the loss trackers and metrics; the logs, with the balancer's after training steps."""
         self._loss_tracker.update_state(_sum_over_replicas(objective))
         for tracker, total, count in zip(self.task_loss_trackers, tf.unstack(sums), tf.unstack(counts)):
             tracker.update_state(tf.math.divide_no_nan(total, count), sample_weight=count)
-        return self.compute_metrics(None, y, y_pred, sample_weight)
+        logs = self.compute_metrics(None, y, y_pred, sample_weight)
+        balancer_logs = self.balancer.logs(self)
+        if training:
+            return {**logs, **balancer_logs}
+        return {name: value for name, value in logs.items() if name not in balancer_logs}
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         del x
@@ -194,28 +228,27 @@ class MultiTaskModel(keras.Model):
         """`train_step` plus the lookahead affinity of every task pair on this batch."""
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         shared = self.shared_variables
-        heads = [self.get_layer(head_name(t)).trainable_variables for t in self.tasks]
         scale = tf.cast(self.optimizer.scale_loss(1.0), tf.float32)
         with tf.GradientTape(persistent=True) as tape:
             y_pred, sums, counts, global_counts, shares = self._forward(x, y, sample_weight, training=True)
             objective = self._objective(shares)
+            scaled = objective * scale
             scaled_regularisation = self._regularisation() * scale
             scaled_shares = tf.unstack(shares * scale)
-        task_grads = [tape.gradient(scaled_shares[i], shared + heads[i], unconnected_gradients="zero")
-                      for i in range(len(self.tasks))]
-        grads = self._combined_gradients(tape, task_grads, heads, scaled_regularisation)
-        del tape
-
+        task_grads = self._per_task_gradients(tape, scaled_shares)
         shared_grads = _sum_over_replicas([g[: len(shared)] for g in task_grads])
         shared_grads = [[g / scale for g in per_task] for per_task in shared_grads]
         before = tf.math.divide_no_nan(_sum_over_replicas(sums), global_counts)
+        grads = self._combined_gradients(tape, task_grads, scale, scaled, scaled_regularisation, before, shared_grads)
+        del tape
+
         deltas = [affinity_math.lookahead_deltas(self.optimizer, g, shared) for g in shared_grads]
         if self.affinity_config.mode == "exact":
             after = self._lookahead_losses(x, y, sample_weight, shared, deltas, global_counts)
             z = affinity_math.exact_affinity(before, after)
         else:
             dots = tf.stack([
-                tf.stack([_dot(shared_grads[j], deltas[i]) for j in range(len(self.tasks))])
+                tf.stack([gradient_dot(shared_grads[j], deltas[i]) for j in range(len(self.tasks))])
                 for i in range(len(self.tasks))
             ])
             after = before[None, :] - dots  # the first-order estimate of the lookahead losses
@@ -229,19 +262,52 @@ class MultiTaskModel(keras.Model):
         self.affinity_steps.assign_add(1.0)
 
         self.optimizer.apply(grads, self.trainable_variables)  # after the lookahead read the state
-        return self._update_logs(y, y_pred, sample_weight, sums, counts, objective)
+        return self._update_logs(y, y_pred, sample_weight, sums, counts, objective, training=True)
 
-    def _combined_gradients(self, tape, task_grads, heads, scaled_regularisation):
-        """Gradients of the scaled objective for every trainable variable, from the per-task ones."""
+    def _heads(self) -> list[list[keras.Variable]]:
+        return [self.get_layer(head_name(t)).trainable_variables for t in self.tasks]
+
+    def _per_task_gradients(self, tape, scaled_shares) -> list[list[tf.Tensor]]:
+        """Per task: the gradient of its (unweighted, scaled) loss share on the shared variables and
+        its own head's, this replica's."""
+        shared, heads = self.shared_variables, self._heads()
+        return [_gradient(tape, scaled_shares[i], shared + heads[i]) for i in range(len(self.tasks))]
+
+    def _combined_gradients(self, tape, task_grads, scale, scaled_objective, scaled_regularisation, global_losses,
+                            shared_grads=None):
+        """Gradients of the scaled objective for every trainable variable, from the per-task ones:
+        on the shared variables Σ_i coefficient_i · g_i with the balancer's coefficients, on each
+        head its task's weight times its gradient; the balancer's own variables and any
+        regularisation straight from the tape.
+
+        `shared_grads`: the per-task gradients on the shared variables summed over replicas and
+        unscaled (computed here when not given)."""
+        shared, heads = self.shared_variables, self._heads()
+        weights = self._task_weights()
+        head_coefficients = weights * self.balancer.weights(self)  # read before combine() updates them
+        if self.balancer.needs_task_gradients is not None:
+            if shared_grads is None:
+                shared_grads = _sum_over_replicas([g[: len(shared)] for g in task_grads])
+                shared_grads = [[g / scale for g in per_task] for per_task in shared_grads]
+            weighted = [[w * g for g in per_task] for w, per_task in zip(tf.unstack(weights), shared_grads)]
+        else:
+            weighted = None
+        shared_coefficients = weights * self.balancer.combine(self, shared, weighted, global_losses,
+                                                              self.optimizer.iterations)
         by_variable = {}
-        for task, grads, head in zip(self.tasks, task_grads, heads):
-            for variable, grad in zip(self.shared_variables + head, grads):
-                key = id(variable)
-                by_variable[key] = by_variable.get(key, 0.0) + task.weight * grad
-        combined = [by_variable.get(id(v), tf.zeros_like(v)) for v in self.trainable_variables]
+        for i, (grads, head) in enumerate(zip(task_grads, heads)):
+            coefficients = [shared_coefficients[i]] * len(shared) + [head_coefficients[i]] * len(head)
+            for variable, grad, coefficient in zip(shared + head, grads, coefficients):
+                by_variable[id(variable)] = by_variable.get(id(variable), 0.0) + coefficient * grad
+        variables = self.trainable_variables
+        combined = [by_variable.get(id(v), tf.zeros_like(v)) for v in variables]
+        own = [i for i, v in enumerate(variables) if id(v) not in by_variable]  # e.g. uncertainty's s_i
+        if own:
+            for i, grad in zip(own, _gradient(tape, scaled_objective, [variables[i] for i in own])):
+                combined[i] = grad
         if self.losses:
-            extra = tape.gradient(scaled_regularisation, self.trainable_variables, unconnected_gradients="zero")
-            combined = [c + e for c, e in zip(combined, extra)]
+            extra = _gradient(tape, scaled_regularisation, variables)
+            combined = [c + e if id(v) in by_variable else c for c, e, v in zip(combined, extra, variables)]
         return combined
 
     def _lookahead_losses(self, x, y, sample_weight, shared, deltas, global_counts):
@@ -328,6 +394,7 @@ class MultiTaskModel(keras.Model):
         config = super().get_config()
         config["tasks"] = [t.to_json() for t in self.tasks]
         config["affinity"] = self.affinity_config.to_json() if self.affinity_config else None
+        config["balancer"] = self.balancer.to_json()
         return config
 
 
@@ -420,6 +487,13 @@ class EpochSummary(keras.callbacks.Callback):
         logging.info(" - ".join(parts))
 
 
+def _gradient(tape, target, variables) -> list[tf.Tensor]:
+    """`tape.gradient` with zeros for the variables `target` does not depend on (TF's own
+    unconnected_gradients="zero" fails on Keras variables: it reads their dtype as a string)."""
+    grads = tape.gradient(target, variables)
+    return [tf.zeros(v.shape, v.dtype) if g is None else g for g, v in zip(grads, variables)]
+
+
 def _num_replicas() -> int:
     return tf.distribute.get_strategy().num_replicas_in_sync
 
@@ -430,8 +504,4 @@ def _sum_over_replicas(values):
     if context is None or context.num_replicas_in_sync == 1:
         return values
     return context.all_reduce(tf.distribute.ReduceOp.SUM, values)
-
-
-def _dot(a: list, b: list) -> tf.Tensor:
-    return tf.add_n([tf.reduce_sum(tf.cast(x, tf.float32) * tf.cast(y, tf.float32)) for x, y in zip(a, b)])
 

@@ -180,22 +180,23 @@ def test_unlabelled_task_contributes_nothing_and_zero_loss_is_skipped_and_counte
 
 
 def test_within_group_affinity_exceeds_cross_group_on_planted_data():
-    """Onto every target task, every source of its planted group helps more than any other source.
+    """Every within-group affinity exceeds every cross-group affinity, all pairs at once.
 
-    Compared per target (column), as selection reads A: a momentum optimizer adds the same
-    momentum step to every source's lookahead, which shifts whole columns, not their order.
+    The planted groups' tasks cut their group's factors at the same place (threshold_range=0), so
+    they are near-duplicates of each other and share nothing with the other groups' tasks. (With
+    thresholds spread over [-0.5, 0.5], the default, the order holds onto every target, column by
+    column, but some seeds mix the columns: affinity onto an easy task is larger overall.)
     """
-    data = synthetic.planted_groups(num_groups=3, tasks_per_group=3, num_examples=2000, image_size=16, seed=0)
+    data = synthetic.planted_groups(num_groups=3, tasks_per_group=3, num_examples=2000, image_size=16, seed=0,
+                                    threshold_range=0.0)
     model = build_multitask_model(celeba_resnet_trunk(16, filters=16), data.tasks, affinity=AffinityConfig())
     model.compile(optimizer=keras.optimizers.SGD(0.05))
-    model.fit(batched(data.splits["train"], 64, shuffle_buffer=2000), epochs=2, verbose=0, shuffle=False)
+    model.fit(batched(data.splits["train"], 64, shuffle_buffer=2000), epochs=3, verbose=0, shuffle=False)
     matrix = model.task_affinity().matrix
-    group = {name: g for g, names in enumerate(data.groups) for name in names}
-    names = [t.name for t in data.tasks]
-    for j, target in enumerate(names):
-        within = [matrix[i, j] for i, source in enumerate(names) if source != target and group[source] == group[target]]
-        across = [matrix[i, j] for i, source in enumerate(names) if group[source] != group[target]]
-        assert min(within) > max(across), target
+    group = np.repeat(np.arange(3), 3)
+    within = (group[:, None] == group[None, :]) & ~np.eye(9, dtype=bool)
+    across = group[:, None] != group[None, :]
+    assert matrix[within].min() > matrix[across].max(), (matrix[within].min(), matrix[across].max())
 
 
 def test_task_affinity_json_round_trip(tmp_path):

@@ -56,6 +56,22 @@ def test_custom_loop_under_mirrored_equals_fit(tmp_path, single_device):
     assert custom["kernel_sum"] == pytest.approx(single_device["kernel_sum"], rel=1e-5)
 
 
+def test_one_and_two_mirrored_replicas_give_the_same_balancing(tmp_path):
+    """Same global batches (with labels missing unevenly between replicas), affinity every 2 steps
+    so that both train steps run: the same balancer state, weights and affinity matrix."""
+    flags = "--balancers=gradnorm,uncertainty,pcgrad"
+    single = run(tmp_path, "single", "--strategy=default", flags)
+    mirrored = run(tmp_path, "mirrored", "--strategy=mirrored", "--replicas=2", flags)
+    for name in ("gradnorm", "uncertainty", "pcgrad"):
+        one, two = single[name], mirrored[name]
+        assert (one["replicas"], two["replicas"]) == (1, 2)
+        if name != "pcgrad":
+            assert np.ptp(one["state"]) > 1e-3  # the balancer did something
+            np.testing.assert_allclose(two["state"], one["state"], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(two["matrix"], one["matrix"], rtol=0, atol=1e-5)
+        assert two["kernel_sum"] == pytest.approx(one["kernel_sum"], rel=1e-5)
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("localhost", 0))
