@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
 import threading
 import time
 from typing import Mapping
@@ -36,7 +35,8 @@ from serving import rest_api
 
 PROTOCOLS = ("rest", "grpc")
 RETRIABLE_HTTP = {503}
-CONNECTION_ERRORS = (ConnectionError, http.client.RemoteDisconnected, socket.timeout)
+# refused, reset or dropped (http.client.RemoteDisconnected is one); a timeout is not retried
+CONNECTION_ERRORS = (ConnectionError,)
 
 
 class TFServingError(Exception):
@@ -139,7 +139,7 @@ class TFServingClient:
                 connection.request(method, path, body=data, headers=headers)
                 response = connection.getresponse()
                 payload = response.read()
-            except (*CONNECTION_ERRORS, http.client.HTTPException):
+            except (OSError, http.client.HTTPException):  # the connection is in an unknown state
                 self._drop_connection()
                 raise
             if response.getheader("Connection", "").lower() == "close":
@@ -198,7 +198,7 @@ class TFServingClient:
 def _unavailable(error: Exception) -> bool:
     if isinstance(error, TFServingError):
         return error.status in RETRIABLE_HTTP or error.status == grpc.StatusCode.UNAVAILABLE
-    return True  # refused, reset or timed-out connection
+    return True  # refused, reset or dropped connection
 
 
 def _check_protocol(protocol: str) -> None:

@@ -35,6 +35,7 @@ a polling server (TF Serving only loads numeric directories) never sees half a m
 from __future__ import annotations
 
 import contextlib
+import logging as stdlib_logging
 import os
 import re
 from typing import Mapping, Sequence
@@ -100,14 +101,19 @@ def export_multihead(
 
 @contextlib.contextmanager
 def quiet_tensorflow_logs():
-    """TensorFlow's Python logger at WARNING inside the block, as it was after."""
-    logger = tf.get_logger()
-    level = logger.level
-    logger.setLevel("WARNING")
+    """Drops records below WARNING from the loggers TensorFlow's SavedModel writer uses
+    ("tensorflow", "absl") inside the block. (A filter, as the writer resets the absl level.)"""
+    loggers = [tf.get_logger(), stdlib_logging.getLogger("absl")]
+    def below_warning(record):  # False drops the record
+        return record.levelno >= stdlib_logging.WARNING
+
+    for logger in loggers:
+        logger.addFilter(below_warning)
     try:
         yield
     finally:
-        logger.setLevel(level)
+        for logger in loggers:
+            logger.removeFilter(below_warning)
 
 
 def check_networks(networks: Sequence[keras.Model], assignment: Mapping[str, int]) -> list[Task]:
