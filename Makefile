@@ -11,6 +11,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 demo: $(STAMP)
 	$(PY) -m experiments.tag_pipeline --preset=demo --run_dir=runs/demo --overwrite
 	$(PY) -m serving.demo_query --run_dir=runs/demo
+	@echo "Report: $(CURDIR)/runs/demo/report/index.html"
 
 test: $(STAMP)
 	$(PY) -m pytest tests

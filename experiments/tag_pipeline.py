@@ -48,6 +48,7 @@ flags.DEFINE_integer("steps_per_epoch", None, "Steps per epoch (0 = the whole tr
 flags.DEFINE_integer("patience", None, "Early-stopping patience (epochs) in group training.")
 flags.DEFINE_float("learning_rate", None, "SGD learning rate.")
 flags.DEFINE_float("momentum", None, "SGD momentum.")
+flags.DEFINE_string("balancer", None, "Loss balancing: equal, gradnorm, uncertainty or pcgrad.")
 flags.DEFINE_string("strategy", None, "default, mirrored, multi_worker or tpu.")
 flags.DEFINE_boolean("jit_compile", None, "Compile training steps with XLA.")
 flags.DEFINE_boolean("cache", None, "Keep decoded data in memory after the first epoch.")
@@ -76,6 +77,7 @@ def main(argv):
         raise app.UsageError("--run_dir is required: the folder the run's files go to.")
     try:
         config = config_from_flags()
+        config.check_paths()
     except ValueError as error:
         raise app.UsageError(str(error))
     start = time.time()
@@ -86,6 +88,7 @@ def main(argv):
     logging.info("Done in %.0fs (stages run: %s; networks trained: %d). Files in %s: config.json, affinity.json, "
                  "selection.json, groups/, metrics.json, export/ (models.config)", time.time() - start,
                  ", ".join(report.ran) or "none", len(report.trained), FLAGS.run_dir)
+    print(f"Report: {os.path.abspath(os.path.join(FLAGS.run_dir, pipeline.STAGE_OUTPUTS['report']))}")
 
 
 def format_summary(metrics: dict, selections, planted) -> str:
@@ -102,12 +105,9 @@ def format_summary(metrics: dict, selections, planted) -> str:
     lines += ["", f"{'grouping':<{width}}  networks  total test error (%)  ΔMTL vs single-task  time to choose (s)",
               "-" * (width + 73)]
     for row in rows:
-        error = f"{row['total_error']:.2f}"
-        if "seeds" in row:
-            error += f" ± {row['total_error_std']:.2f} ({row['seeds']} seeds)"
-        delta = f"{100 * row['delta_mtl']:+.2f}%" if "delta_mtl" in row else "n/a"
-        choose = f"{row['selection_seconds']:.1f}" if row.get("selection_seconds") else "-"
-        lines.append(f"{row['name']:<{width}}  {row['networks']:>8}  {error:>20}  {delta:>19}  {choose:>18}")
+        text = grouped.format_row(row)
+        lines.append(f"{row['name']:<{width}}  {row['networks']:>8}  {text['total_error']:>20}  "
+                     f"{text['delta_mtl']:>19}  {text['time_to_choose']:>18}")
     return "\n".join(lines)
 
 

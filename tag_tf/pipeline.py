@@ -149,8 +149,6 @@ class RunConfig:
             raise ValueError(f"dataset {self.dataset!r} needs tasks: CelebA attribute names, e.g. {PAPER_CELEBA_TASKS}.")
         if self.dataset == "celeba_folder" and not self.celeba_dir:
             raise ValueError("dataset 'celeba_folder' needs celeba_dir: the folder of the official CelebA files.")
-        if self.dataset == "celeba_folder" and not os.path.isdir(self.celeba_dir):
-            raise ValueError(f"celeba_dir {self.celeba_dir!r} does not exist.")
         if self.tasks:
             as_tasks(self.tasks)  # rejects duplicates and invalid names now, not after loading data
         if self.tasks and self.dataset.startswith("planted"):
@@ -158,6 +156,12 @@ class RunConfig:
             unknown = [t for t in self.tasks if t not in planted]
             if unknown:
                 raise ValueError(f"Unknown task(s) {unknown}; the planted tasks are {planted}.")
+
+    def check_paths(self) -> None:
+        """Raise ValueError if a folder the run reads does not exist (checked by `run` before any
+        work; not on construction, so that presets naming a folder absent here still load)."""
+        if self.dataset == "celeba_folder" and not os.path.isdir(self.celeba_dir):
+            raise ValueError(f"celeba_dir {self.celeba_dir!r} does not exist.")
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -272,6 +276,7 @@ class RunReport:
 
 def run(config: RunConfig, run_dir: str, overwrite: bool = False) -> RunReport:
     """Run every stage over `run_dir`, skipping those whose output exists (unless `overwrite`)."""
+    config.check_paths()
     os.makedirs(run_dir, exist_ok=True)
     config_path = os.path.join(run_dir, "config.json")
     if os.path.exists(config_path) and not overwrite:
