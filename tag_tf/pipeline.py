@@ -77,7 +77,12 @@ class RunConfig:
         normalisation momentum of the CelebA trunk.
       num_examples, planted_groups, tasks_per_group: size and planted structure of planted data.
       num_groups: the budgets k (most networks) to select groupings for.
-      affinity_mode, affinity_every: the `AffinityConfig` of the affinity stage.
+      affinity_mode, affinity_every: the `AffinityConfig` of the affinity stage. Every step (1) is
+        the official code's setting and costs about k times plain training; every n steps costs
+        about (n − 1 + k)/n times. What the matrix needs is enough samples (BENCHMARKS.md: a
+        thousand or so): short runs (the demo, the CelebA sample) take every step; the full
+        CelebA preset takes every 40th of its 63,600 steps (about 1,600 samples, at most 1.25x
+        plain training).
       baselines: which of `BASELINES` to train and evaluate; random_seeds: random groupings per k.
         "hoa" (Standley et al. 2020) trains every pair and every single task, then selects from
         their validation losses with `selection.select_from_costs`.
@@ -178,7 +183,8 @@ PRESETS = {
         dataset="celeba_folder", celeba_dir=os.path.normpath(SHARED_CELEBA_SAMPLE), tasks=PAPER_CELEBA_TASKS,
         image_size=64, epochs=5, cache=True,
     ),
-    "celeba": RunConfig(dataset="celeba_tfds", tasks=PAPER_CELEBA_TASKS, image_size=64, epochs=100, batch_size=256),
+    "celeba": RunConfig(dataset="celeba_tfds", tasks=PAPER_CELEBA_TASKS, image_size=64, epochs=100, batch_size=256,
+                        affinity_every=40),
 }
 
 
