@@ -133,13 +133,25 @@ class RestHandler(http.server.BaseHTTPRequestHandler):
         if length is None or not length.isdigit():
             raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "A POST needs a Content-Length header.")
         if int(length) > self.server.max_request_bytes:
-            self.close_connection = True  # the body is not read
+            self.close_connection = True
+            self._discard(int(length))
             raise ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                f"Request body of {length} bytes exceeds the limit of {self.server.max_request_bytes}.")
         try:
             return json.loads(self.rfile.read(int(length)))
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, f"JSON Parse error: {error}") from None
+
+    def _discard(self, length: int, chunk: int = 1 << 16) -> None:
+        """Read and drop an oversized body (up to 64x the limit), in chunks, so that a client still
+        sending it reads the 413 instead of a broken pipe; beyond that the connection is cut."""
+        if length > 64 * self.server.max_request_bytes:
+            return
+        while length > 0:
+            read = len(self.rfile.read(min(chunk, length)))
+            if not read:
+                return
+            length -= read
 
     def _respond(self, handler):
         parts = route(self.path)
