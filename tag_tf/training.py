@@ -184,9 +184,11 @@ class MultiTaskModel(keras.Model):
             y_pred, sums, counts, global_counts, shares = self._forward(x, y, sample_weight, training=True)
             objective = self._objective(shares)
             scaled = objective * scale
-            scaled_regularisation = self._regularisation() * scale
-            scaled_shares = tf.unstack(shares * scale)
-            scaled_weighted_shares = tf.unstack(shares * self._task_weights() * scale)
+            if needs == "shared":  # only what the balancer's path below uses
+                scaled_regularisation = self._regularisation() * scale
+                scaled_shares = tf.unstack(shares * scale)
+            elif needs == "last_layer":
+                scaled_weighted_shares = tf.unstack(shares * self._task_weights() * scale)
         global_losses = tf.math.divide_no_nan(_sum_over_replicas(sums), global_counts)
         if needs == "shared":  # PCGrad: combine the per-task gradients
             grads = self._combined_gradients(tape, self._per_task_gradients(tape, scaled_shares), scale, scaled,
