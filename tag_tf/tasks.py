@@ -102,10 +102,22 @@ class Task:
             return ops.cast(ops.isfinite(ops.cast(labels, "float32")), "float32")
         return ops.cast(ops.greater_equal(labels, 0), "float32")
 
+    def example_weights(self, labels, sample_weight=None):
+        """The weight of every example in this task's loss and metric: its label mask times its
+        sample weight (the one rule for both).
+
+        >>> np.asarray(Task("a").example_weights(np.array([1, -1, 0]), np.array([2.0, 2.0, 0.5]))).tolist()
+        [2.0, 0.0, 0.5]
+        """
+        weights = self.label_mask(labels)
+        if sample_weight is not None:
+            weights = weights * ops.cast(ops.reshape(sample_weight, (-1,)), "float32")
+        return weights
+
     def per_example_loss(self, labels, outputs):
         """Loss of every example, with missing labels replaced by a harmless placeholder.
 
-        Callers weight the result with `label_mask`; see `loss`.
+        Callers weight the result with `example_weights`; see `loss`.
         """
         labels = _fill_missing(self, labels)
         outputs = ops.cast(outputs, "float32")
@@ -119,9 +131,7 @@ class Task:
 
     def loss(self, labels, outputs, sample_weight=None):
         """Mean loss over the labelled (and weighted) examples; 0 when none is labelled."""
-        weights = self.label_mask(labels)
-        if sample_weight is not None:
-            weights = weights * ops.cast(ops.reshape(sample_weight, (-1,)), "float32")
+        weights = self.example_weights(labels, sample_weight)
         return masked_mean(self.per_example_loss(labels, outputs), weights)
 
     def make_metric(self) -> keras.metrics.Metric:
@@ -135,9 +145,7 @@ class Task:
 
     def update_metric(self, metric, labels, outputs, sample_weight=None):
         """Update `metric` (from `make_metric`) with the labelled examples of a batch."""
-        weights = self.label_mask(labels)
-        if sample_weight is not None:
-            weights = weights * ops.cast(ops.reshape(sample_weight, (-1,)), "float32")
+        weights = self.example_weights(labels, sample_weight)
         labels = _fill_missing(self, labels)
         if self.kind == "multiclass":
             metric.update_state(labels, outputs, sample_weight=weights)

@@ -21,7 +21,7 @@ from absl import app, flags  # noqa: E402
 
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"], "Strategy.")
 flags.DEFINE_integer("replicas", 1, "Logical CPU devices for the mirrored strategy.")
-flags.DEFINE_enum("loop", "fit", ["fit", "custom"], "model.fit or tag_tf.distribute.fit_distributed.")
+flags.DEFINE_enum("loop", "fit", ["fit", "custom"], "model.fit or tag_tf.training.fit_distributed.")
 flags.DEFINE_list("balancers", [], "Loss balancers (tag_tf.balancing names) to run one by one.")
 flags.DEFINE_string("out", None, "Where to write the result JSON.", required=True)
 FLAGS = flags.FLAGS
@@ -38,6 +38,7 @@ def main(argv):
     from tag_tf.affinity import AffinityConfig
     from tag_tf.data import synthetic
     from tag_tf.models import build_multitask_model, mlp_trunk
+    from tag_tf.training import fit_distributed
 
     strategy = distribute.strategy_from_name(FLAGS.strategy, devices=devices)
     data = synthetic.planted_groups_tabular(num_groups=2, tasks_per_group=2, num_examples=400, seed=0)
@@ -55,7 +56,7 @@ def main(argv):
         if FLAGS.loop == "fit":
             history = model.fit(batches, epochs=2, verbose=0, shuffle=False)
         else:
-            history = distribute.fit_distributed(model, batches, epochs=2)
+            history = fit_distributed(model, batches, epochs=2)
         result = model.task_affinity()
         return model, {"matrix": result.matrix.tolist(), "steps": result.steps,
                        "loss": history.history["loss"][-1], "replicas": strategy.num_replicas_in_sync,

@@ -112,7 +112,7 @@ def test_exact_affinity_equals_the_reference(opt_name, image, xla):
     for seed in (1, 2, 3):  # a few steps first, so that momentum and moments are non-zero
         model.train_on_batch(*small_batch(image=image, seed=seed))
     expected = reference_affinity(model, model.optimizer, x, y)
-    for variable in (model.affinity_total, model.affinity_count):
+    for variable in (model.affinity_accumulator.total, model.affinity_accumulator.count):
         variable.assign(tf.zeros_like(variable))
     model.train_on_batch(x, y)
     measured = model.task_affinity().matrix
@@ -144,7 +144,7 @@ def test_every_n_steps_and_per_epoch_means():
     result = model.task_affinity()
     assert result.steps == 7  # optimizer steps 0, 3, 6, ..., 18
     assert len(result.epochs) == 2
-    counts = model.affinity_count.numpy()
+    counts = model.affinity_accumulator.count.numpy()
     np.testing.assert_array_equal(counts, np.full((4, 4), 7.0))
     # the run mean is the count-weighted mean of the epoch means (4 steps in epoch 1, 3 in epoch 2)
     np.testing.assert_allclose(result.matrix, (4 * result.epochs[0] + 3 * result.epochs[1]) / 7, rtol=1e-5)
@@ -171,7 +171,7 @@ def test_unlabelled_task_contributes_nothing_and_zero_loss_is_skipped_and_counte
     head.set_weights([np.zeros_like(w) for w in head.get_weights()])  # predicts exactly 0: zero loss
     model.compile(optimizer=keras.optimizers.SGD(0.01))
     model.train_on_batch(x, y)
-    counts = model.affinity_count.numpy()
+    counts = model.affinity_accumulator.count.numpy()
     assert counts[:2, :2].tolist() == [[1, 1], [1, 1]]
     assert counts[2].sum() == 0 and counts[:, 2].sum() == 0  # unlabelled: no sample, no skip
     assert counts[:, 3].sum() == 0  # target with zero loss: skipped

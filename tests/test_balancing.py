@@ -82,10 +82,10 @@ def test_gradnorm_weights_after_each_step_equal_a_hand_computation():
         expected_params = [v.numpy() - 0.1 * sum(wi * g[n] for wi, g in zip(w, all_grads))
                            for n, v in enumerate(every)]
         model.train_on_batch(X, Y)
-        np.testing.assert_allclose(model.gradnorm_weights.numpy(), expected, rtol=1e-5)
+        np.testing.assert_allclose(model.balancer.task_weights.numpy(), expected, rtol=1e-5)
         for v, e in zip(every, expected_params):
             np.testing.assert_allclose(v.numpy(), e, rtol=1e-4, atol=1e-6)
-        assert model.gradnorm_weights.numpy().sum() == pytest.approx(3.0, rel=1e-6)
+        assert model.balancer.task_weights.numpy().sum() == pytest.approx(3.0, rel=1e-6)
         if step:
             assert not np.allclose(expected, w)  # the weights do move
         w = expected
@@ -99,7 +99,7 @@ def test_gradnorm_weights_sum_to_the_number_of_tasks_and_are_logged_every_epoch(
     assert per_epoch.shape == (3, 3)
     np.testing.assert_allclose(per_epoch.sum(axis=0), 3.0, rtol=1e-5)
     assert np.ptp(per_epoch[:, -1]) > 0.01
-    np.testing.assert_allclose(per_epoch[:, -1], model.gradnorm_weights.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(per_epoch[:, -1], model.balancer.task_weights.numpy(), rtol=1e-6)
     assert not any(key.startswith("val_weight") for key in history.history)
     tags = {value.tag for path in glob.glob(os.path.join(str(tmp_path), "train", "*"))
             for event in tf.compat.v1.train.summary_iterator(path) for value in event.summary.value}
@@ -180,7 +180,7 @@ def test_uncertainty_loss_equals_the_closed_form_and_s_moves_the_right_way():
     y = {**Y, "r": 3.0 * X[:, 1]}
     model = tiny_model(UncertaintyWeighting(), tasks=MIXED)
     s = np.array([0.3, -0.2, 0.5], np.float32)
-    model.log_variances.assign(s)
+    model.balancer.log_variances.assign(s)
     losses = np.array([float(v) for v in reference_losses(model, y, MIXED)])
     factors = np.array([1.0, 1.0, 0.5])
     closed_form = np.sum(factors * (np.exp(-s) * losses + s))
@@ -189,8 +189,8 @@ def test_uncertainty_loss_equals_the_closed_form_and_s_moves_the_right_way():
     # one SGD step: s_i -= lr * f_i * (1 - exp(-s_i) L_i): up where the loss is large, down where small
     model.train_on_batch(X, y)
     expected = s - 0.1 * factors * (1.0 - np.exp(-s) * losses)
-    np.testing.assert_allclose(model.log_variances.numpy(), expected, rtol=1e-5)
-    moved = np.sign(model.log_variances.numpy() - s)
+    np.testing.assert_allclose(model.balancer.log_variances.numpy(), expected, rtol=1e-5)
+    moved = np.sign(model.balancer.log_variances.numpy() - s)
     np.testing.assert_array_equal(moved, np.sign(np.exp(-s) * losses - 1.0))
 
 
@@ -219,7 +219,7 @@ def test_balancer_and_its_state_survive_save_and_load(tmp_path):
     model.save(path)
     loaded = keras.models.load_model(path)
     assert loaded.balancer == GradNorm(alpha=0.5, weight_lr=0.3)
-    np.testing.assert_allclose(loaded.gradnorm_weights.numpy(), model.gradnorm_weights.numpy())
+    np.testing.assert_allclose(loaded.balancer.task_weights.numpy(), model.balancer.task_weights.numpy())
 
 
 def test_balancer_names_and_bad_settings():

@@ -49,7 +49,7 @@ class StepAffinity(keras.callbacks.Callback):
         self._last = None
 
     def on_train_batch_end(self, batch, logs=None):
-        total, count = self.model.affinity_total.numpy(), self.model.affinity_count.numpy()
+        total, count = self.model.affinity_accumulator.total.numpy(), self.model.affinity_accumulator.count.numpy()
         last_total, last_count = self._last if self._last else (0.0, 0.0)
         self.z.append(np.where(count > last_count, total - last_total, np.nan))
         self._last = (total, count)

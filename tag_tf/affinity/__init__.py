@@ -1,0 +1,25 @@
+"""Inter-task affinity (TAG, Fifty et al. 2021): how much one optimizer step on a task's loss
+lowers the other tasks' losses. `A[source, target]`, always in that orientation.
+
+    config.py       AffinityConfig: how affinity is collected during fit()
+    lookahead.py    the optimizer rules: the step Δi a task's gradient would take, mutating nothing
+    estimates.py    Z from losses (exact, first-order), valid samples, means: pure functions
+    accumulator.py  AffinityAccumulator: the running sums, in model variables
+    result.py       TaskAffinity: the measured matrix, per-epoch means, JSON
+
+>>> AffinityConfig(mode="first_order").mode in MODES
+True
+"""
+
+from tag_tf.affinity.accumulator import AffinityAccumulator
+from tag_tf.affinity.config import MODES, AffinityConfig
+from tag_tf.affinity.estimates import exact_affinity, first_order_affinity, mean_affinity, valid_samples
+from tag_tf.affinity.lookahead import (SUPPORTED_OPTIMIZERS, adam_delta, check_optimizer, clip_gradients,
+                                       current_learning_rate, lookahead_deltas, sgd_delta, unwrap_optimizer)
+from tag_tf.affinity.result import TaskAffinity
+
+__all__ = [
+    "AffinityAccumulator", "AffinityConfig", "MODES", "SUPPORTED_OPTIMIZERS", "TaskAffinity", "adam_delta",
+    "check_optimizer", "clip_gradients", "current_learning_rate", "exact_affinity", "first_order_affinity",
+    "lookahead_deltas", "mean_affinity", "sgd_delta", "unwrap_optimizer", "valid_samples",
+]

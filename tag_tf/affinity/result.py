@@ -1,0 +1,75 @@
+"""`TaskAffinity`: the measured affinities of a run, and their JSON file.
+
+>>> import numpy as np
+>>> result = TaskAffinity(tasks=("a", "b"), matrix=np.array([[np.nan, 0.5], [0.25, np.nan]]), steps=4)
+>>> result.to_json()["matrix"]           # [source][target]; no sample is null
+[[None, 0.5], [0.25, None]]
+>>> TaskAffinity.from_json(result.to_json()).matrix[1, 0]
+np.float64(0.25)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+
+from tag_tf.io import write_json_atomic
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskAffinity:
+    """The measured affinities of a run.
+
+    Attributes:
+      tasks: task names, in the user's order.
+      matrix: float [n, n], `matrix[source, target]`: the mean affinity of a step on `source` onto
+        `target` over the run (NaN: no sample). Selection reads the affinity onto a task as a column.
+      epochs: one [n, n] matrix per epoch (same orientation), the mean over that epoch.
+      steps: the number of affinity steps that went into `matrix`.
+      skipped: the number of (step, source, target) samples left out because a loss was zero or
+        not finite.
+    """
+
+    tasks: tuple[str, ...]
+    matrix: np.ndarray
+    epochs: tuple[np.ndarray, ...] = ()
+    steps: int = 0
+    skipped: int = 0
+
+    def to_json(self, path: str | None = None) -> dict:
+        """The JSON form (task names, matrices as nested lists [source][target], null where no
+        sample); written atomically to `path` if given."""
+        data = {
+            "tasks": list(self.tasks),
+            "orientation": "matrix[source][target]",
+            "matrix": _nested(self.matrix),
+            "epochs": [_nested(m) for m in self.epochs],
+            "steps": int(self.steps),
+            "skipped": int(self.skipped),
+        }
+        if path is not None:
+            write_json_atomic(path, data)
+        return data
+
+    @classmethod
+    def from_json(cls, data_or_path) -> "TaskAffinity":
+        """From `to_json`'s dict or a file holding it (null entries become NaN)."""
+        data = data_or_path
+        if isinstance(data_or_path, str):
+            with open(data_or_path) as f:
+                data = json.load(f)
+        return cls(
+            tasks=tuple(data["tasks"]),
+            matrix=np.array(data["matrix"], np.float64),
+            epochs=tuple(np.array(m, np.float64) for m in data.get("epochs", [])),
+            steps=int(data.get("steps", 0)),
+            skipped=int(data.get("skipped", 0)),
+        )
+
+
+def _nested(matrix: np.ndarray) -> list:
+    """A matrix as nested lists, with NaN (no sample) as None."""
+    return [[None if not np.isfinite(v) else float(v) for v in row] for row in np.asarray(matrix)]
+
