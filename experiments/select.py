@@ -2,9 +2,11 @@
 
     python -m experiments.select --affinity=runs/demo/affinity.json --num_groups=2,3,4
 
-Reads "tasks" and "matrix" (A[source, target]) from the affinity file, runs
-`tag_tf.selection.select_groups` for every budget, prints a table and writes `selection.json`
-next to the affinity file (atomically): {"tasks": [...], "selections": [one grouping per budget]}.
+Reads the affinity file as a `tag_tf.affinity.TaskAffinity` (tasks, matrix A[source, target]; a
+pair without a sample is `null`), runs `tag_tf.selection.select_from_affinity` for the budgets (it
+warns about the pairs without samples and takes them as 0), prints a table and writes
+`selection.json` next to the affinity file (atomically): {"tasks": [...], "selections": [one
+grouping per budget]}.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ import os
 from absl import app, flags, logging
 
 from tag_tf import selection
-from tag_tf.io import read_json
+from tag_tf.affinity import TaskAffinity
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("affinity", None, "affinity.json of a run (keys: tasks, matrix[source][target]).")
+flags.DEFINE_string("affinity", None,
+                    "affinity.json of a run (tasks, matrix[source][target]; null: no sample).")
 flags.DEFINE_list("num_groups", ["2", "3", "4"], "Budgets: the most networks to train, one selection each.")
 flags.DEFINE_string("singleton", "zero",
                     f"Score of a task alone in its group: one of {selection.SINGLETON_POLICIES} or a float.")
@@ -71,17 +74,15 @@ def main(argv):
         budgets = parse_budgets(FLAGS.num_groups)
     except ValueError as error:
         raise app.UsageError(str(error))
-    data = read_json(FLAGS.affinity)
-    tasks, matrix = data["tasks"], data["matrix"]
-    groupings = []
-    for k in budgets:
-        groupings.append(selection.select_groups(
-            matrix, k, tasks=tasks, overlap=FLAGS.overlap, singleton=singleton,
-            max_group_size=FLAGS.max_group_size, method=FLAGS.method))
-        logging.info("num_groups=%d: %s in %.2fs", k, groupings[-1].method, groupings[-1].seconds)
+    affinity = TaskAffinity.from_json(FLAGS.affinity)
+    groupings = selection.select_from_affinity(
+        affinity, budgets, overlap=FLAGS.overlap, singleton=singleton,
+        max_group_size=FLAGS.max_group_size, method=FLAGS.method)
+    for g in groupings:
+        logging.info("num_groups=%d: %s in %.2fs", g.budget, g.method, g.seconds)
     print(format_table(groupings))
     path = os.path.join(os.path.dirname(os.path.abspath(FLAGS.affinity)), "selection.json")
-    selection.save_selection(path, tasks, groupings)
+    selection.save_selection(path, list(affinity.tasks), groupings)
     logging.info("wrote %s", path)
 
 

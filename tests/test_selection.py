@@ -1,18 +1,22 @@
 """tag_tf.selection: exact solvers against a brute force written here, the heuristic's bound,
-HOA-style cost selection, input errors, and the experiments.select command line."""
+HOA-style cost selection, input errors, selection from a measured affinity with gaps, and the
+experiments.select command line."""
 
+import dataclasses
 import itertools
 import json
 import math
 import os
+import re
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
 
 from tag_tf import selection
-from tag_tf.selection import Grouping, select_from_costs, select_groups
+from tag_tf.selection import Grouping, api, select_from_costs, select_groups
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -122,7 +126,7 @@ def test_exact_matches_brute_force(seed):
 @pytest.mark.parametrize("seed", range(240, 280))
 def test_milp_path_matches_brute_force(seed, monkeypatch):
     """The column-generation + reduced-cost-fixing MILP (used from 16 tasks on), forced small."""
-    monkeypatch.setattr(selection, "DP_MAX_TASKS", 0)
+    monkeypatch.setattr(api, "DP_MAX_TASKS", 0)
     a, k, overlap, policy, max_size = random_case(seed)
     n = len(a)
     expected = brute_force(a, k, overlap=overlap, policy=policy, max_size=max_size or n)
@@ -347,7 +351,7 @@ def test_select_from_costs_matches_brute_force(seed, monkeypatch):
     cost = {g: float(rng.choice([0.5, 1.0])) for g in results}
     budget = float(rng.choice([0.5, 1.0, 1.5, 2.0, 3.0]))
     if seed % 3 == 0:
-        monkeypatch.setattr(selection, "DP_MAX_TASKS", 0)  # the MILP path
+        monkeypatch.setattr(api, "DP_MAX_TASKS", 0)  # the MILP path
     expected = brute_force_costs(results, cost, budget, tasks)
     if not np.isfinite(expected):
         with pytest.raises(ValueError, match="budget"):
@@ -423,7 +427,7 @@ def test_select_command_writes_selection_json(tmp_path):
     a, tasks = two_blocks()
     run = tmp_path / "run"
     run.mkdir()
-    (run / "affinity.json").write_text(json.dumps({"tasks": tasks, "matrix": a.tolist(), "epochs": 2}))
+    (run / "affinity.json").write_text(json.dumps({"tasks": tasks, "matrix": a.tolist()}))
     out = subprocess.run(
         [sys.executable, "-m", "experiments.select", f"--affinity={run / 'affinity.json'}",
          "--num_groups=1,2,3", "--singleton=forbid"],
@@ -437,3 +441,60 @@ def test_select_command_writes_selection_json(tmp_path):
     assert [g.budget for g in groupings] == [1, 2, 3]
     assert groupings[1].groups == (("a", "b"), ("c", "d"))
     assert sorted(os.listdir(run)) == ["affinity.json", "selection.json"]
+
+
+def affinity_with_a_gap():
+    """two_blocks with no sample for the pair a -> d (NaN, JSON null); d is c's block partner."""
+    a, tasks = two_blocks()
+    a[1, 2] = 0.5  # b helps c a little, so that the budget 1 grouping depends on every entry
+    gap = a.copy()
+    gap[0, 3] = np.nan
+    return gap, tasks
+
+
+def test_select_from_affinity_takes_pairs_without_samples_as_zero(caplog):
+    gap, tasks = affinity_with_a_gap()
+    affinity = types.SimpleNamespace(tasks=tuple(tasks), matrix=gap)
+    with caplog.at_level("WARNING"):
+        groupings = selection.select_from_affinity(affinity, [1, 2], overlap=False, singleton="forbid")
+    filled = np.nan_to_num(gap, nan=0.0)
+    assert groupings == [dataclasses.replace(select_groups(filled, k, tasks=tasks, overlap=False,
+                                                           singleton="forbid"), seconds=g.seconds)
+                         for k, g in zip([1, 2], groupings)]
+    assert [g.budget for g in groupings] == [1, 2] and groupings[1].groups == (("a", "b"), ("c", "d"))
+    warning, = [r.getMessage() for r in caplog.records if "without samples" in r.getMessage()]
+    assert "('a', 'd')" in warning and "('d', 'a')" not in warning
+    caplog.clear()
+    selection.select_from_affinity(types.SimpleNamespace(tasks=tasks, matrix=filled), [2])
+    assert not [r for r in caplog.records if "without samples" in r.getMessage()]
+
+
+@pytest.mark.parametrize("num_groups, matrix, match", [
+    (2, np.zeros((4, 4)), r"num_groups=2: expected a non-empty sequence"),
+    ([], np.zeros((4, 4)), r"num_groups=\[\]"),
+    ([2], np.zeros((3, 3)), r"shape \(3, 3\) but affinity.tasks names 4 tasks"),
+    ([0], np.zeros((4, 4)), r"num_groups=0"),
+])
+def test_select_from_affinity_rejects_bad_input(num_groups, matrix, match):
+    with pytest.raises(ValueError, match=match):
+        selection.select_from_affinity(types.SimpleNamespace(tasks=list("abcd"), matrix=matrix), num_groups)
+
+
+def test_select_command_reads_an_affinity_file_with_pairs_without_samples(tmp_path):
+    from tag_tf.affinity import TaskAffinity
+
+    gap, tasks = affinity_with_a_gap()
+    path = tmp_path / "affinity.json"
+    TaskAffinity(tasks=tuple(tasks), matrix=gap, epochs=(gap,), steps=3).to_json(str(path))
+    assert json.loads(path.read_text())["matrix"][0][3] is None  # as a pipeline run writes it
+    out = subprocess.run(
+        [sys.executable, "-m", "experiments.select", f"--affinity={path}", "--num_groups=1,2"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert out.returncode == 0, out.stderr
+    assert re.search(r"without samples.*\('a', 'd'\)", out.stderr), out.stderr
+    tasks_read, groupings = selection.load_selection(str(tmp_path / "selection.json"))
+    filled = np.where(np.isnan(gap), 0.0, gap)
+    assert tasks_read == tasks
+    assert [g.groups for g in groupings] == [select_groups(filled, k, tasks=tasks).groups for k in (1, 2)]
+    assert [g.score for g in groupings] == pytest.approx([select_groups(filled, k).score for k in (1, 2)])
