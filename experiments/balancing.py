@@ -11,7 +11,6 @@ seconds) and writes the results to `--out` (atomically).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 
@@ -19,11 +18,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging  # noqa: E402
 
-from tag_tf import balancing, grouped, pipeline  # noqa: E402
+import tag_tf.run as tag_run  # noqa: E402
+from tag_tf import balancing, grouped  # noqa: E402
 from tag_tf.io import write_json_atomic  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("preset", "celeba_sample", sorted(pipeline.PRESETS), "Settings to start from.")
+flags.DEFINE_enum("preset", "celeba_sample", sorted(tag_run.PRESETS), "Settings to start from.")
 flags.DEFINE_list("balancers", list(balancing.BALANCERS), f"Balancers to compare, from {balancing.BALANCERS}.")
 flags.DEFINE_integer("image_size", None, "Side of the square input images (default: the preset's).")
 flags.DEFINE_integer("epochs", None, "Training epochs (default: the preset's).")
@@ -31,17 +31,17 @@ flags.DEFINE_integer("steps_per_epoch", None, "Steps per epoch (0 = the whole sp
 flags.DEFINE_string("out", None, "Where to write the results (JSON).", required=True)
 
 
-def train_and_measure(config: pipeline.RunConfig, data: pipeline.RunData, backup_dir: str) -> dict:
-    """Train the all-in-one network with `config.balancer`; its test metrics, weights and time."""
+def train_and_measure(config: tag_run.RunConfig, data: tag_run.RunData, backup_dir: str) -> dict:
+    """Train the all-in-one network with `config.train.balancer`; its test metrics, weights and time."""
     start = time.time()
-    model = pipeline.build_network(config, data, data.tasks)
-    history = pipeline.fit(config, data, model, backup_dir)
-    test = pipeline.evaluate_per_task(model, pipeline.batches(config, data, "test"))
+    model = tag_run.build_network(config, data, data.tasks)
+    history = tag_run.fit(config, data, model, backup_dir)
+    test = tag_run.evaluate_per_task(model, tag_run.batches(config, data, "test"))
     weights = {key[len("weight_"):]: float(values[-1]) for key, values in history.history.items()
                if key.startswith("weight_")}
     conflicts = history.history.get("pcgrad_conflicts")
     return {
-        "balancer": config.balancer,
+        "balancer": config.train.balancer,
         "test": test,
         "total_error": grouped.total_error(test),
         "final_weights": weights,
@@ -69,16 +69,16 @@ def main(argv):
         if name not in balancing.BALANCERS:
             raise app.UsageError(f"Unknown balancer {name!r}; valid choices: {balancing.BALANCERS}.")
     overrides = {k: FLAGS[k].value for k in ("image_size", "epochs", "steps_per_epoch") if FLAGS[k].value is not None}
-    base = dataclasses.replace(pipeline.PRESETS[FLAGS.preset], **overrides)
-    data = pipeline.load_data(base)
+    base = tag_run.PRESETS[FLAGS.preset].replace(**overrides)
+    data = tag_run.load_data(base)
     tasks = [t.name for t in data.tasks]
     work = os.path.join(os.path.dirname(os.path.abspath(FLAGS.out)), "backups")
     rows = []
     for name in FLAGS.balancers:
         logging.info("training the all-in-one network with balancer %s", name)
-        rows.append(train_and_measure(dataclasses.replace(base, balancer=name), data, os.path.join(work, name)))
+        rows.append(train_and_measure(base.replace(balancer=name), data, os.path.join(work, name)))
         logging.info("%s: total test error %.2f (%.0fs)", name, rows[-1]["total_error"], rows[-1]["seconds"])
-    settings = {k: v for k, v in base.to_json().items() if k != "balancer"}
+    settings = {k: v for k, v in base.flat().items() if k != "balancer"}
     write_json_atomic(FLAGS.out, {"settings": settings, "tasks": tasks, "results": rows})
     print(format_table(rows, tasks))
     best = min(rows, key=lambda r: r["total_error"])

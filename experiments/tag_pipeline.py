@@ -18,57 +18,71 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging  # noqa: E402
 
-from tag_tf import grouped, pipeline  # noqa: E402
+from tag_tf import grouped  # noqa: E402
 from tag_tf.io import read_json  # noqa: E402
+from tag_tf.run import PRESETS, config as run_config, load_data, run  # noqa: E402
+from tag_tf.rundir import RunDir  # noqa: E402
 from tag_tf.selection import load_selection  # noqa: E402
 
+# One flag per setting of RunConfig, named by its flat name (tag_tf.run.config); the help says what it is.
+HELP = {
+    "dataset": f"Data source, one of {run_config.DATASETS}.",
+    "tasks": "Task names (CelebA attributes, or planted task names).",
+    "celeba_dir": "Folder of the official CelebA files (dataset=celeba_folder).",
+    "tfds_data_dir": "tfds data directory (dataset=celeba_tfds).",
+    "tfds_manual_dir": "Folder of pre-downloaded CelebA files for tfds.",
+    "image_size": "Side of the square input images.",
+    "num_examples": "Examples of planted data (all splits).",
+    "planted_groups": "Planted groups.",
+    "tasks_per_group": "Tasks per planted group.",
+    "cache": "Keep decoded data in memory after the first epoch.",
+    "trunk_filters": "Filters of the CelebA trunk's convolutions.",
+    "bn_momentum": "Batch normalisation momentum of the CelebA trunk.",
+    "epochs": "Training epochs.",
+    "batch_size": "Batch size.",
+    "steps_per_epoch": "Steps per epoch (0 = the whole training split).",
+    "patience": "Early-stopping patience (epochs) in group training.",
+    "learning_rate": "SGD learning rate.",
+    "momentum": "SGD momentum.",
+    "balancer": "Loss balancing: equal, gradnorm, uncertainty or pcgrad.",
+    "affinity_mode": "Affinity: exact or first_order.",
+    "affinity_every_n_steps": "Collect affinity every n steps (1: every step, the official code's setting).",
+    "affinity_normalize_by_lr": "Divide affinity by the learning rate, as the official code does.",
+    "affinity_max_epochs": "Epochs whose per-epoch affinity means are kept.",
+    "num_groups": "Budgets k (most networks), e.g. 2,3.",
+    "baselines": "Baselines, from all_in_one, single_task, random, hoa.",
+    "random_seeds": "Random groupings per budget.",
+    "strategy": "default, mirrored, multi_worker (the same command on every worker, with TF_CONFIG) or tpu.",
+    "jit_compile": "Compile training steps with XLA.",
+    "seed": "Seed of data split, shuffling, initialisation and random groupings.",
+}
+DEFINE = {"str": flags.DEFINE_string, "int": flags.DEFINE_integer, "float": flags.DEFINE_float,
+          "bool": flags.DEFINE_boolean, "tuple[str, ...]": flags.DEFINE_list, "tuple[int, ...]": flags.DEFINE_list}
+
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("preset", "demo", sorted(pipeline.PRESETS), "Settings to start from.")
+flags.DEFINE_enum("preset", "demo", sorted(PRESETS), "Settings to start from.")
 flags.DEFINE_string("run_dir", None, "The run directory (required).")
 flags.DEFINE_boolean("overwrite", False, "Run every stage again, even those whose output exists.")
-flags.DEFINE_string("dataset", None, f"Data source, one of {pipeline.DATASETS}.")
-flags.DEFINE_list("tasks", None, "Task names (CelebA attributes, or planted task names).")
-flags.DEFINE_string("celeba_dir", None, "Folder of the official CelebA files (dataset=celeba_folder).")
-flags.DEFINE_string("tfds_data_dir", None, "tfds data directory (dataset=celeba_tfds).")
-flags.DEFINE_string("tfds_manual_dir", None, "Folder of pre-downloaded CelebA files for tfds.")
-flags.DEFINE_integer("image_size", None, "Side of the square input images.")
-flags.DEFINE_integer("trunk_filters", None, "Filters of the CelebA trunk's convolutions.")
-flags.DEFINE_float("bn_momentum", None, "Batch normalisation momentum of the CelebA trunk.")
-flags.DEFINE_integer("num_examples", None, "Examples of planted data (all splits).")
-flags.DEFINE_integer("planted_groups", None, "Planted groups.")
-flags.DEFINE_integer("tasks_per_group", None, "Tasks per planted group.")
-flags.DEFINE_list("num_groups", None, "Budgets k (most networks), e.g. 2,3.")
-flags.DEFINE_string("affinity_mode", None, "exact or first_order.")
-flags.DEFINE_integer("affinity_every", None, "Collect affinity every n steps.")
-flags.DEFINE_list("baselines", None, f"Baselines, from {pipeline.BASELINES}.")
-flags.DEFINE_integer("random_seeds", None, "Random groupings per budget.")
-flags.DEFINE_integer("epochs", None, "Training epochs.")
-flags.DEFINE_integer("batch_size", None, "Batch size.")
-flags.DEFINE_integer("steps_per_epoch", None, "Steps per epoch (0 = the whole training split).")
-flags.DEFINE_integer("patience", None, "Early-stopping patience (epochs) in group training.")
-flags.DEFINE_float("learning_rate", None, "SGD learning rate.")
-flags.DEFINE_float("momentum", None, "SGD momentum.")
-flags.DEFINE_string("balancer", None, "Loss balancing: equal, gradnorm, uncertainty or pcgrad.")
-flags.DEFINE_string("strategy", None, "default, mirrored, multi_worker or tpu.")
-flags.DEFINE_boolean("jit_compile", None, "Compile training steps with XLA.")
-flags.DEFINE_boolean("cache", None, "Keep decoded data in memory after the first epoch.")
-flags.DEFINE_integer("seed", None, "Seed of data split, shuffling, initialisation and random groupings.")
+FIELD_TYPES = {name: {f.name: f.type for f in dataclasses.fields(run_config.SECTIONS[section][0])}[field]
+               for name, (section, field) in run_config.flat_names().items()}
+for _name, _type in FIELD_TYPES.items():
+    DEFINE[_type](_name, None, HELP[_name])
 
 
-def config_from_flags() -> pipeline.RunConfig:
+def config_from_flags() -> run_config.RunConfig:
     """The preset, with every flag given on the command line put over it (validated here)."""
     overrides = {}
-    for field in dataclasses.fields(pipeline.RunConfig):
-        value = FLAGS[field.name].value
+    for name, field_type in FIELD_TYPES.items():
+        value = FLAGS[name].value
         if value is None:
             continue
-        if field.name == "num_groups":
+        if field_type == "tuple[int, ...]":
             try:
                 value = tuple(int(v) for v in value)
             except ValueError:
-                raise ValueError(f"--num_groups={','.join(value)}: expected integers >= 1, e.g. 2,3") from None
-        overrides[field.name] = value
-    return dataclasses.replace(pipeline.PRESETS[FLAGS.preset], **overrides)
+                raise ValueError(f"--{name}={','.join(value)}: expected integers >= 1, e.g. 2,3") from None
+        overrides[name] = value
+    return PRESETS[FLAGS.preset].replace(**overrides)
 
 
 def main(argv):
@@ -81,14 +95,15 @@ def main(argv):
     except ValueError as error:
         raise app.UsageError(str(error))
     start = time.time()
-    report = pipeline.run(config, FLAGS.run_dir, overwrite=FLAGS.overwrite)
-    metrics = read_json(os.path.join(FLAGS.run_dir, "metrics.json"))
-    _, selections = load_selection(os.path.join(FLAGS.run_dir, "selection.json"))
-    print(format_summary(metrics, selections, pipeline.load_data(config).planted_grouping))
+    report = run(config, FLAGS.run_dir, overwrite=FLAGS.overwrite)
+    paths = RunDir(FLAGS.run_dir)
+    metrics = read_json(paths.metrics)
+    _, selections = load_selection(paths.selection)
+    print(format_summary(metrics, selections, load_data(config).planted_grouping))
     logging.info("Done in %.0fs (stages run: %s; networks trained: %d). Files in %s: config.json, affinity.json, "
                  "selection.json, groups/, metrics.json, export/ (models.config)", time.time() - start,
                  ", ".join(report.ran) or "none", len(report.trained), FLAGS.run_dir)
-    print(f"Report: {os.path.abspath(os.path.join(FLAGS.run_dir, pipeline.STAGE_OUTPUTS['report']))}")
+    print(f"Report: {os.path.abspath(paths.report_index)}")
 
 
 def format_summary(metrics: dict, selections, planted) -> str:

@@ -23,7 +23,8 @@ from absl import app, flags  # noqa: E402
 from serving.client import TFServingClient  # noqa: E402
 from serving.dev_server import launch  # noqa: E402
 from tag_tf.io import read_json  # noqa: E402
-from tag_tf.pipeline import RunConfig, load_data  # noqa: E402
+from tag_tf.run import RunConfig, load_data  # noqa: E402
+from tag_tf.rundir import RunDir  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("run_dir", None, "A run directory whose export stage has run (e.g. runs/demo).")
@@ -49,16 +50,17 @@ def main(argv):
     del argv
     if not FLAGS.run_dir:
         raise app.UsageError("--run_dir is required.")
-    export = os.path.join(FLAGS.run_dir, "export", "export.json")
+    run = RunDir(FLAGS.run_dir)
+    export = run.export_summary
     if not os.path.exists(export):
         raise app.UsageError(f"{export} not found: run the pipeline (its export stage) first.")
     summary = read_json(export)
     model = summary["models"][-1]["name"]  # the largest budget k
-    data = load_data(RunConfig.from_json(read_json(os.path.join(FLAGS.run_dir, "config.json"))))
+    data = load_data(RunConfig.from_json(read_json(run.config)))
     images, labels = next(iter(data.splits["test"].batch(FLAGS.examples)))
     tasks = [t.name for t in data.tasks]
     start = time.time()
-    with launch(os.path.join(FLAGS.run_dir, summary["models_config"])) as server:
+    with launch(run.join(summary["models_config"])) as server:
         print(f"Dev server up in {time.time() - start:.1f}s (gRPC {server.port}, REST {server.rest_api_port}); "
               f"asking model {model} about {FLAGS.examples} test images.")
         with TFServingClient("127.0.0.1", server.rest_api_port, server.port, timeout=30) as client:

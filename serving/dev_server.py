@@ -50,7 +50,7 @@ from tensorflow_serving.apis import (  # noqa: E402
 from tensorflow_serving.config import model_server_config_pb2  # noqa: E402
 
 from serving import rest_api  # noqa: E402
-from serving.config import model_server_config, read_models_config  # noqa: E402
+from tag_tf.deployment import model_server_config, read_models_config  # noqa: E402
 from serving.registry import HTTP_STATUS, ModelRegistry, Servable, ServingError  # noqa: E402
 
 PATH = re.compile(r"/v1/models/(?P<model>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"

@@ -9,7 +9,7 @@ reference, so a reload never fails a request in flight. Errors are `ServingError
 gRPC status code; `HTTP_STATUS` maps them onto REST status codes.
 
 >>> import tempfile
->>> from serving.config import model_server_config
+>>> from tag_tf.deployment import model_server_config
 >>> registry = ModelRegistry(model_server_config({"m": tempfile.mkdtemp()}))
 >>> registry.refresh()
 >>> try:

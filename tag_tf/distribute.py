@@ -1,4 +1,5 @@
-"""tf.distribute strategies by name, and CPU devices for testing them.
+"""tf.distribute strategies by name, CPU devices for testing them, and what a multi-worker program
+needs besides its training loop (`tag_tf.training.loop`): which worker is the chief, and a barrier.
 
     strategy = strategy_from_name("mirrored")
     with strategy.scope():
@@ -13,6 +14,8 @@
 """
 
 from __future__ import annotations
+
+import functools
 
 import tensorflow as tf
 
@@ -36,7 +39,7 @@ def strategy_from_name(name: str, devices: list[str] | None = None) -> tf.distri
     if name == "mirrored":
         return tf.distribute.MirroredStrategy(devices)
     if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return _multi_worker_strategy()
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
@@ -53,3 +56,45 @@ def split_cpu(num_devices: int) -> list[str]:
         cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(num_devices)]
     )
     return [f"CPU:{i}" for i in range(num_devices)]
+
+
+@functools.cache
+def _multi_worker_strategy() -> tf.distribute.MultiWorkerMirroredStrategy:
+    """The process's one MultiWorkerMirroredStrategy (TF sets up its collectives once per process)."""
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
+    """Whether `strategy` spans several processes (Keras' fit() and evaluate() fail under it).
+
+    >>> is_multi_worker(tf.distribute.get_strategy())
+    False
+    """
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes a run's files: always without a cluster; else the "chief" task,
+    or worker 0 when the cluster has no chief (TF's own convention).
+
+    >>> is_chief(tf.distribute.get_strategy())
+    True
+    """
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if not is_multi_worker(strategy) or resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in resolver.cluster_spec().as_dict()
+
+
+def barrier(strategy: tf.distribute.Strategy) -> None:
+    """Return when every worker has called it (an all-reduce of one number); no-op in one process."""
+    if not is_multi_worker(strategy):
+        return
+
+    @tf.function
+    def sync():
+        return strategy.run(lambda: tf.distribute.get_replica_context().all_reduce("sum", 1.0))
+
+    sync()

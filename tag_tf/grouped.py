@@ -47,6 +47,33 @@ def delta_mtl(values: Mapping[str, float], single: Mapping[str, float], lower_is
     return sum(changes) / len(changes)
 
 
+def grouping_row(label: str, grouping, results: Mapping[tuple[str, ...], Mapping], tasks: Sequence[str]) -> dict:
+    """The measures of a grouping (a row of metrics.json): every task's test metrics from the
+    network serving it, total error, networks, parameters, inference FLOPs, time to choose.
+
+    `results`: {group: its network's result.json} for (at least) the grouping's groups.
+
+    >>> from tag_tf.baselines import all_in_one
+    >>> results = {("a", "b"): {"test": {"a": {"accuracy": 0.9}, "b": {"accuracy": 0.8}},
+    ...                         "parameters": 10, "flops": 40}}
+    >>> row = grouping_row("all_in_one", all_in_one(["a", "b"]), results, ["a", "b"])
+    >>> round(row["total_error"], 6), row["networks"], row["parameters"]
+    (30.0, 1, 10)
+    """
+    per_task = {t: results[grouping.served_by(t)]["test"][t] for t in tasks}
+    return {
+        "name": label,
+        "groups": [list(g) for g in grouping.groups],
+        "assignment": dict(grouping.assignment),
+        "per_task": per_task,
+        "total_error": total_error(per_task),
+        "networks": len(grouping.groups),
+        "parameters": sum(results[g]["parameters"] for g in grouping.groups),
+        "inference_flops": sum(results[g].get("flops", 0) for g in grouping.groups),
+        "selection_seconds": grouping.seconds,
+    }
+
+
 def random_partition(tasks: Sequence[str], num_groups: int, seed: int) -> list[tuple[str, ...]]:
     """A uniformly random assignment of the tasks to min(num_groups, len(tasks)) non-empty groups.
 

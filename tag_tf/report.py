@@ -35,11 +35,12 @@ import tensorflow as tf
 import tag_tf.training  # noqa: F401  registers MultiTaskModel, so that group networks load
 from tag_tf import grouped, viz
 from tag_tf.affinity import TaskAffinity
+from tag_tf.export import existing_versions
 from tag_tf.io import atomic_directory, read_json
+from tag_tf.rundir import RunDir
 from tag_tf.selection import Grouping, load_selection
 from tag_tf.tasks import Task
 
-REPORT_DIR = "report"
 REPORT_IMAGES = 4
 _STYLE = """
 body { font-family: sans-serif; margin: 2em auto; max-width: 75em; color: #222; }
@@ -80,18 +81,14 @@ def featured_grouping(groupings: Sequence[Grouping], metrics: dict) -> Grouping:
     """TAG's grouping with the lowest total test error in metrics.json (the first one if none is
     measured)."""
     errors = {row["name"]: row["total_error"] for row in metrics["groupings"]}
-    measured = [g for g in groupings if f"tag_k{g.budget}" in errors]
-    return min(measured, key=lambda g: errors[f"tag_k{g.budget}"]) if measured else groupings[0]
-
-
-def network_paths(run_dir: str) -> dict[tuple[str, ...], str]:
-    """{group: path of its trained network (model.keras)} from the train stage's train.json."""
-    return {tuple(entry["tasks"]): os.path.join(run_dir, os.path.dirname(entry["result"]), "model.keras")
-            for entry in read_json(os.path.join(run_dir, "train.json"))["groups"]}
+    measured = [g for g in groupings if RunDir.model_name(g.budget) in errors]
+    return min(measured, key=lambda g: errors[RunDir.model_name(g.budget)]) if measured else groupings[0]
 
 
 def _config_section(config: dict) -> str:
-    rows = [[name, ", ".join(map(str, value)) if isinstance(value, list) else value] for name, value in config.items()]
+    """The settings of config.json (a section per concern), one row each: "train.epochs" | 5."""
+    rows = [[f"{section}.{name}", ", ".join(map(str, value)) if isinstance(value, list) else value]
+            for section, values in config.items() for name, value in values.items()]
     return "<h2>Settings</h2>\n" + html_table(["setting", "value"], rows)
 
 
@@ -120,10 +117,10 @@ def _selection_section(folder: str, tasks: list[str], groupings: Sequence[Groupi
         networks = "; ".join(
             f"network {i + 1} trains {_braces(group)}, serves {_braces([t for t in tasks if g.assignment[t] == i])}"
             for i, group in enumerate(g.groups))
-        error = errors.get(f"tag_k{g.budget}")
+        error = errors.get(RunDir.model_name(g.budget))
         rows.append([f"{g.budget:g}", networks, f"{g.score:.4g}", f"{g.upper_bound:.4g}", "yes" if g.optimal else "no",
                      g.method, f"{g.seconds:.2f}", f"{error:.2f}" if error is not None else "n/a"])
-    chart = viz.grouping_chart(tasks, groupings, [errors.get(f"tag_k{g.budget}") for g in groupings])
+    chart = viz.grouping_chart(tasks, groupings, [errors.get(RunDir.model_name(g.budget)) for g in groupings])
     return "\n".join([
         "<h2>Selection</h2>",
         html_table(["k", "networks", "score", "upper bound", "optimal", "solver", "seconds", "total test error"], rows),
@@ -155,14 +152,14 @@ def _metrics_section(metrics: dict) -> str:
     ])
 
 
-def _saliency_section(folder: str, run_dir: str, tasks: Sequence[Task], featured: Grouping,
+def _saliency_section(folder: str, run: RunDir, tasks: Sequence[Task], featured: Grouping,
                       test_split: tf.data.Dataset | None, num_images: int) -> str:
     heading = "<h2>Where each head looks</h2>"
     if test_split is None or len(test_split.element_spec[0].shape) != 3:
         return heading + '\n<p class="note">The inputs are not images: no saliency maps.</p>'
     images, labels = next(iter(test_split.take(num_images).batch(num_images)))
     images = images.numpy()
-    paths = network_paths(run_dir)
+    paths = run.trained_networks()
     maps = {method: np.zeros((len(tasks), *images.shape[:3]), np.float32) for method in viz.SALIENCY_METHODS}
     titles = [None] * len(tasks)
     for index, group in enumerate(featured.groups):
@@ -187,15 +184,14 @@ def _saliency_section(folder: str, run_dir: str, tasks: Sequence[Task], featured
     return "\n".join(parts)
 
 
-def exported_models(run_dir: str) -> list[dict]:
+def exported_models(run: RunDir) -> list[dict]:
     """Every SavedModel under <run_dir>/export/<name>/<version>/, newest version last, with its
     assets/tasks.json (None when absent)."""
-    base = os.path.join(run_dir, "export")
+    base = run.export_dir
     found = []
     for name in sorted(os.listdir(base)) if os.path.isdir(base) else []:
         model_dir = os.path.join(base, name)
-        versions = sorted(int(v) for v in os.listdir(model_dir) if v.isdigit()) if os.path.isdir(model_dir) else []
-        for version in versions:
+        for version in existing_versions(model_dir):
             path = os.path.join(model_dir, str(version))
             if os.path.exists(os.path.join(path, "saved_model.pb")):
                 spec = os.path.join(path, "assets", "tasks.json")
@@ -204,9 +200,9 @@ def exported_models(run_dir: str) -> list[dict]:
     return found
 
 
-def _serving_section(run_dir: str) -> str:
+def _serving_section(run: RunDir) -> str:
     heading = "<h2>Serving</h2>"
-    models = exported_models(run_dir)
+    models = exported_models(run)
     if not models:
         return heading + ('\n<p class="note">This run has no exported SavedModel (no export/ folder): the export '
                           "stage writes export/&lt;model&gt;/&lt;version&gt;/ and export/models.config.</p>")
@@ -222,7 +218,7 @@ def _serving_section(run_dir: str) -> str:
         return "\n".join(parts)
     input_spec = latest["tasks"]["input"]
     shape = [1 if d is None else d for d in input_spec["shape"]]
-    models_config = os.path.abspath(os.path.join(run_dir, "export", "models.config"))
+    models_config = os.path.abspath(run.models_config)
     name = latest["name"]
     query = (f"# start a TF-Serving-compatible server on the exported models (or TF Serving itself: serving/README.md)\n"
              f"python -m serving.dev_server --model_config_file={models_config} --port=8500 --rest_api_port=8501\n\n"
@@ -240,8 +236,8 @@ def _serving_section(run_dir: str) -> str:
     return "\n".join(parts)
 
 
-def _tensorboard_section(run_dir: str) -> str:
-    log_dir = os.path.abspath(os.path.join(run_dir, "tensorboard"))
+def _tensorboard_section(run: RunDir) -> str:
+    log_dir = os.path.abspath(run.tensorboard)
     return ("<h2>TensorBoard</h2>\n<p>Per epoch, every pair's affinity (scalars) and the matrix as an image; the "
             f"selection for every k as text.</p>\n<pre>tensorboard --logdir {html.escape(log_dir)}</pre>")
 
@@ -258,21 +254,21 @@ def write_report(run_dir: str, tasks: Sequence[Task], test_split: tf.data.Datase
     """
     if not isinstance(num_images, int) or num_images < 1:
         raise ValueError(f"num_images must be a positive integer, got {num_images!r}.")
-    config = read_json(os.path.join(run_dir, "config.json"))
-    affinity = TaskAffinity.from_json(os.path.join(run_dir, "affinity.json"))
-    names, groupings = load_selection(os.path.join(run_dir, "selection.json"))
-    metrics = read_json(os.path.join(run_dir, "metrics.json"))
+    run = RunDir(run_dir)
+    config = read_json(run.config)
+    affinity = TaskAffinity.from_json(run.affinity)
+    names, groupings = load_selection(run.selection)
+    metrics = read_json(run.metrics)
     featured = featured_grouping(groupings, metrics)
-    path = os.path.join(run_dir, REPORT_DIR)
-    with atomic_directory(path) as folder:
+    with atomic_directory(run.report_dir) as folder:
         sections = [
             _config_section(config),
             _affinity_section(folder, affinity, featured),
             _selection_section(folder, names, groupings, metrics),
             _metrics_section(metrics),
-            _saliency_section(folder, run_dir, tasks, featured, test_split, num_images),
-            _serving_section(run_dir),
-            _tensorboard_section(run_dir),
+            _saliency_section(folder, run, tasks, featured, test_split, num_images),
+            _serving_section(run),
+            _tensorboard_section(run),
         ]
         title = f"TAG run {os.path.basename(os.path.abspath(run_dir))}"
         page = (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{html.escape(title)}</title>\n'
@@ -282,7 +278,7 @@ def write_report(run_dir: str, tasks: Sequence[Task], test_split: tf.data.Datase
                 + "\n".join(sections) + "\n</body>\n</html>\n")
         with open(os.path.join(folder, "index.html"), "w", encoding="utf-8") as f:
             f.write(page)
-    return os.path.join(path, "index.html")
+    return run.report_index
 
 
 def selection_markdown(tasks: Sequence[str], grouping: Grouping) -> str:

@@ -1,6 +1,14 @@
 """BUILD (Starlark, which parses as Python) must cover every module, entry point and test, name
 only files that exist, and declare every dependency the code imports: in-repo modules as targets,
-third-party packages as pip requirements that requirements files pin."""
+third-party packages as pip requirements that requirements files pin.
+
+BUILD is written from the tree by this file (`python tests/test_build_file.py`, after adding,
+moving or re-importing a module): a package whose __init__.py imports its own modules is one
+py_library (its modules import each other through it, and Bazel allows no cycles); any other
+module is its own target, named after its path ("tag_tf/data/celeba.py" -> "data_celeba",
+"serving/client.py" -> "serving_client"). A file with a `__main__` block is a py_binary;
+tests/test_*.py are py_tests run through tests/pytest_main.py, with tests/conftest.py.
+"""
 
 import ast
 import os
@@ -122,3 +130,105 @@ def test_every_import_is_a_declared_dependency():
                     assert pip, f"{src} imports {module}: add it to PIP_NAMES in this test"
                     assert pip in pinned, f"{pip} (imported by {src}) is not pinned in requirements"
                     assert f"@pip//{pip}" in deps, f"{target['name']}: {src} imports {module}; add requirement(\"{pip}\")"
+
+
+HEADER = """# Bazel targets for every module, entry point and test, written by tests/test_build_file.py from the
+# imports; tests/test_build_file.py keeps it honest. Tests run through pytest (tests/pytest_main.py).
+# Offline Bazel cannot fetch rules here (see DESIGN.md), so CI runs pytest.
+
+load("@pip//:requirements.bzl", "requirement")
+load("@rules_python//python:defs.bzl", "py_binary", "py_library", "py_test")
+"""
+
+
+def is_entry_point(path: str) -> bool:
+    return 'if __name__ == "__main__":' in open(os.path.join(REPO, path)).read()
+
+
+def bundled_package(path: str) -> str | None:
+    """The package folder whose __init__.py imports its own modules, if `path` is in one."""
+    folder = os.path.dirname(path)
+    init = os.path.join(REPO, folder, "__init__.py")
+    if not os.path.exists(init):
+        return None
+    package = folder.replace("/", ".")
+    tree = ast.parse(open(init).read())
+    own = any(isinstance(n, ast.ImportFrom) and (n.module or "").startswith(package + ".") for n in tree.body)
+    return folder if own else None
+
+
+def target_name(path: str) -> str:
+    package = bundled_package(path)
+    stem = package if package else path[: -len(".py")].removesuffix("/__init__")
+    if stem.startswith("tests/"):
+        return os.path.basename(stem)
+    if stem == "tag_tf":
+        return "tag_tf"
+    return stem.removeprefix("tag_tf/").replace("/", "_")
+
+
+def dependencies(name: str, sources: list[str], owner: dict[str, str]) -> list[str]:
+    internal, pip = set(), set()
+    for src in sources:
+        for module in imported_modules(src):
+            top = module.split(".")[0]
+            if top in ("tag_tf", "serving", "experiments", "tests"):
+                path = module_file(module)
+                if path and owner.get(path) not in (None, name):
+                    internal.add(owner[path])
+            elif top not in sys.stdlib_module_names and top != "__future__":
+                parts = module.split(".")
+                prefixes = (".".join(parts[:n]) for n in range(len(parts), 0, -1))
+                pip.add(next(PIP_NAMES[p] for p in prefixes if p in PIP_NAMES))
+    return [f'":{d}"' for d in sorted(internal)] + [f'requirement("{p}")' for p in sorted(pip)]
+
+
+def rule(kind: str, fields: list[tuple[str, str]], deps: list[str]) -> str:
+    lines = [f"{kind}("] + [f"    {key} = {value}," for key, value in fields]
+    if deps:
+        lines += ["    deps = ["] + [f"        {d}," for d in deps] + ["    ],"]
+    return "\n".join(lines + [")"])
+
+
+def build_file() -> str:
+    files = sorted(p for d in (*SOURCE_DIRS, "tests") for p in python_files(d) if not p.endswith("pytest_main.py"))
+    files = [p for p in files if not p.endswith("test_build_file.py")] + ["tests/test_build_file.py"]
+    owner = {p: target_name(p) for p in files}
+    targets: dict[str, list[str]] = {}
+    for path in files:
+        targets.setdefault(owner[path], []).append(path)
+    rules = []
+    for name, sources in targets.items():
+        sources = sorted(sources, key=lambda p: (not p.endswith("__init__.py"), p))
+        runner = ["tests/pytest_main.py"] if name.startswith("test_") else []
+        deps = dependencies(name, sources + runner, owner)
+        srcs = f'["{sources[0]}"]' if len(sources) == 1 else "[\n" + "".join(f'        "{s}",\n' for s in sources) + "    ]"
+        if name.startswith("test_"):
+            fields = [("name", f'"{name}"'), ("srcs", f'["{sources[0]}", "tests/pytest_main.py"]'),
+                      ("main", '"tests/pytest_main.py"'), ("args", f'["$(location {sources[0]})"]'),
+                      ("size", '"medium"')]
+            rules.append(rule("py_test", fields, sorted(set(deps) | {'":conftest"'}, key=deps_order)))
+        elif len(sources) == 1 and is_entry_point(sources[0]):
+            rules.append(rule("py_binary", [("name", f'"{name}"'), ("srcs", srcs), ("main", f'"{sources[0]}"')], deps))
+        else:
+            fields = [("name", f'"{name}"'), ("srcs", srcs)] + ([("testonly", "True")] if name == "conftest" else [])
+            rules.append(rule("py_library", fields, deps))
+    return HEADER + "\n" + "\n\n".join(rules) + "\n"
+
+
+def deps_order(dep: str):
+    return (dep.startswith("requirement"), dep)
+
+
+def test_build_file_is_what_the_imports_say():
+    assert open(os.path.join(REPO, "BUILD")).read() == build_file(), "BUILD is stale: run `python tests/test_build_file.py`"
+
+
+def test_build_file_is_what_the_imports_say():
+    assert open(os.path.join(REPO, "BUILD")).read() == build_file(), "BUILD is stale: run `python tests/test_build_file.py`"
+
+
+if __name__ == "__main__":
+    with open(os.path.join(REPO, "BUILD"), "w") as f:
+        f.write(build_file())
+    print(f"wrote {os.path.join(REPO, 'BUILD')}")

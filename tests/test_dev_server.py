@@ -1,6 +1,5 @@
 """The dev server and the client over REST and gRPC, against direct predictions of the Keras networks."""
 
-import dataclasses
 import http.client
 import json
 import os
@@ -17,14 +16,14 @@ import tensorflow as tf
 from absl import flags
 
 from serving.client import TFServingClient, TFServingError
-from serving.config import model_server_config, write_deployment
+from tag_tf.deployment import model_server_config, write_deployment
 from serving import dev_server
 from serving.dev_server import DevServer
 from tag_tf.data.synthetic import task_names
 from tag_tf.export import export_multihead
 from tag_tf.io import write_json_atomic
 from tag_tf.models import build_multitask_model, celeba_resnet_trunk
-from tag_tf.pipeline import PRESETS
+from tag_tf.run import PRESETS
 
 LIMIT = 1 << 20  # the fixture server's largest REST body
 
@@ -208,8 +207,8 @@ def test_client_retries_until_the_server_is_up_and_gives_up_after_its_retries(tm
 
 def test_demo_query_starts_the_cli_server_asks_both_protocols_and_stops_it(tmp_path):
     """A run directory as the pipeline leaves it (config.json + export/), queried by `make demo`'s last command."""
-    config = dataclasses.replace(PRESETS["demo"], image_size=16, num_examples=300)
-    names = [t for group in task_names(config.planted_groups, config.tasks_per_group) for t in group]
+    config = PRESETS["demo"].replace(image_size=16, num_examples=300)
+    names = [t for group in task_names(config.data.planted_groups, config.data.tasks_per_group) for t in group]
     networks = [build_multitask_model(celeba_resnet_trunk(16, filters=4), names[:5]),
                 build_multitask_model(celeba_resnet_trunk(16, filters=4), names[4:])]
     assignment = {t: 0 if i < 5 else 1 for i, t in enumerate(names)}

@@ -1,4 +1,3 @@
-import dataclasses
 import json
 import os
 import shutil
@@ -8,12 +7,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from serving.config import read_models_config
-from tag_tf import pipeline, selection
+import tag_tf.run as tag_run
+from tag_tf import selection
+from tag_tf.deployment import read_models_config
 from tag_tf.io import write_json_atomic
-from tag_tf.pipeline import PRESETS, RunConfig
+from tag_tf.run import PRESETS, RunConfig, stages
+from tag_tf.rundir import RunDir
 
-TINY = dataclasses.replace(PRESETS["demo"], num_examples=1200, trunk_filters=8, epochs=3, baselines=())
+TINY = PRESETS["demo"].replace(num_examples=1200, trunk_filters=8, epochs=3, baselines=())
 
 
 @pytest.mark.parametrize(
@@ -27,7 +28,7 @@ TINY = dataclasses.replace(PRESETS["demo"], num_examples=1200, trunk_filters=8, 
         ({"steps_per_epoch": -1}, "steps_per_epoch"),
         ({"num_groups": (2, 0)}, r"num_groups must be a non-empty list of integers >= 1, got \[2, 0\]"),
         ({"num_groups": ()}, "num_groups"),
-        ({"affinity_mode": "second"}, r"Unknown affinity_mode 'second'; valid choices: \('exact', 'first_order'\)"),
+        ({"affinity_mode": "second"}, r"Unknown affinity mode 'second'; valid modes: \('exact', 'first_order'\)"),
         ({"baselines": ("hoa2",)}, r"Unknown baseline 'hoa2'; valid choices: \('all_in_one'"),
         ({"strategy": "horovod"}, "Unknown strategy 'horovod'"),
         ({"balancer": "mgda"}, r"Unknown balancer 'mgda'; valid choices: \('equal', 'gradnorm', 'uncertainty', 'pcgrad'\)"),
@@ -39,24 +40,24 @@ TINY = dataclasses.replace(PRESETS["demo"], num_examples=1200, trunk_filters=8, 
 )
 def test_bad_configs_raise_before_any_work(changes, message):
     with pytest.raises(ValueError, match=message):
-        dataclasses.replace(TINY, **changes)
+        TINY.replace(**changes)
 
 
 def test_a_missing_folder_is_refused_by_run_not_by_the_config(tmp_path):
-    config = dataclasses.replace(TINY, dataset="celeba_folder", tasks=("Smiling",), celeba_dir="/nowhere")
+    config = TINY.replace(dataset="celeba_folder", tasks=("Smiling",), celeba_dir="/nowhere")
     with pytest.raises(ValueError, match="celeba_dir '/nowhere' does not exist"):
-        pipeline.run(config, str(tmp_path / "run"))
+        tag_run.run(config, str(tmp_path / "run"))
     assert not os.path.exists(tmp_path / "run")
 
 
 def test_config_json_round_trip_and_presets():
     for config in PRESETS.values():
         assert RunConfig.from_json(json.loads(json.dumps(config.to_json()))) == config
-    assert PRESETS["celeba_sample"].tasks == pipeline.PAPER_CELEBA_TASKS and len(pipeline.PAPER_CELEBA_TASKS) == 9
+    assert PRESETS["celeba_sample"].data.tasks == tag_run.PAPER_CELEBA_TASKS and len(tag_run.PAPER_CELEBA_TASKS) == 9
 
 
 def test_load_data_keeps_the_users_task_order():
-    data = pipeline.load_data(dataclasses.replace(TINY, tasks=("g1_t0", "g0_t1")))
+    data = tag_run.load_data(TINY.replace(tasks=("g1_t0", "g0_t1")))
     assert [t.name for t in data.tasks] == ["g1_t0", "g0_t1"]
     assert data.planted_grouping == [["g0_t0", "g0_t1", "g0_t2"], ["g1_t0", "g1_t1", "g1_t2"],
                                      ["g2_t0", "g2_t1", "g2_t2"]]
@@ -65,7 +66,7 @@ def test_load_data_keeps_the_users_task_order():
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     run_dir = str(tmp_path_factory.mktemp("run"))
-    report = pipeline.run(TINY, run_dir)
+    report = tag_run.run(TINY, run_dir)
     return run_dir, report
 
 
@@ -73,7 +74,7 @@ def test_tiny_demo_recovers_the_planted_grouping(tiny_run):
     run_dir, report = tiny_run
     assert report.ran == ["affinity", "select", "train", "evaluate", "export", "report"]
     selection = json.load(open(os.path.join(run_dir, "selection.json")))["selections"]
-    assert sorted(map(sorted, selection[0]["groups"])) == pipeline.load_data(TINY).planted_grouping
+    assert sorted(map(sorted, selection[0]["groups"])) == tag_run.load_data(TINY).planted_grouping
     metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
     assert [row["name"] for row in metrics["groupings"]] == ["tag_k3"]
     assert sorted(os.listdir(run_dir)) == ["affinity.json", "config.json", "export", "groups", "metrics.json",
@@ -87,14 +88,14 @@ def test_export_stage_serves_every_task_from_its_tag_network(tiny_run):
     assert export["models_config"] == "export/models.config"
     config = read_models_config(os.path.join(run_dir, export["models_config"]))
     assert config.model_config_list.config[0].base_path == os.path.abspath(os.path.join(run_dir, "export", "tag_k3"))
-    data = pipeline.load_data(TINY)
+    data = tag_run.load_data(TINY)
     names = [t.name for t in data.tasks]
     images = next(iter(data.splits["test"].batch(4)))[0]
     served = tf.saved_model.load(os.path.join(run_dir, "export/tag_k3/1")).signatures["serving_default"](image=images)
     grouping = selection.load_selection(os.path.join(run_dir, "selection.json"))[1][0]
     for task in names:
         group = grouping.served_by(task)
-        path = os.path.join(os.path.dirname(pipeline.group_result_path(run_dir, names, group)), "model.keras")
+        path = RunDir(run_dir).group_model(names, group)
         logit = keras.saving.load_model(path).predict(images, verbose=0)[task][:, 0]
         np.testing.assert_allclose(served[task].numpy(), tf.sigmoid(logit).numpy(), atol=1e-5)
 
@@ -102,25 +103,25 @@ def test_export_stage_serves_every_task_from_its_tag_network(tiny_run):
 def test_resume_runs_only_the_missing_stage_and_its_dependents(tiny_run):
     run_dir, _ = tiny_run
     os.remove(os.path.join(run_dir, "selection.json"))
-    report = pipeline.run(TINY, run_dir)
+    report = tag_run.run(TINY, run_dir)
     assert report.ran == ["select", "train", "evaluate", "export", "report"] and report.trained == []  # same groups: reused
     first_group = json.load(open(os.path.join(run_dir, "train.json")))["groups"][0]
     shutil.rmtree(os.path.dirname(os.path.join(run_dir, first_group["result"])))
     os.remove(os.path.join(run_dir, "train.json"))
-    report = pipeline.run(TINY, run_dir)
+    report = tag_run.run(TINY, run_dir)
     assert report.ran == ["train", "evaluate", "export", "report"] and report.trained == [tuple(first_group["tasks"])]
-    assert pipeline.run(TINY, run_dir).ran == []
+    assert tag_run.run(TINY, run_dir).ran == []
 
 
 def test_run_dir_of_other_settings_is_refused(tiny_run):
     run_dir, _ = tiny_run
     with pytest.raises(ValueError, match=r"other settings \(\['epochs'\]\)"):
-        pipeline.run(dataclasses.replace(TINY, epochs=4), run_dir)
+        tag_run.run(TINY.replace(epochs=4), run_dir)
 
 
 def test_evaluate_counts_each_task_from_its_serving_network(tmp_path):
     """Metrics from hand-written group results: total error and ΔMTL computed by hand."""
-    config = dataclasses.replace(TINY, planted_groups=1, tasks_per_group=3, num_groups=(2,),
+    config = TINY.replace(planted_groups=1, tasks_per_group=3, num_groups=(2,),
                                  baselines=("all_in_one", "single_task", "hoa"))
     names = ["g0_t0", "g0_t1", "g0_t2"]
     run_dir = str(tmp_path)
@@ -130,7 +131,7 @@ def test_evaluate_counts_each_task_from_its_serving_network(tmp_path):
                 ("g0_t0", "g0_t1", "g0_t2"): {"g0_t0": 0.8, "g0_t1": 0.8, "g0_t2": 0.8}}
     for group, values in accuracy.items():
         # validation loss 1 - accuracy, so HOA's best k=2 choice is {t0, t1} and {t1, t2}
-        write_json_atomic(pipeline.group_result_path(run_dir, names, group),
+        write_json_atomic(RunDir(run_dir).group_result(names, group),
                           {"tasks": list(group), "parameters": 10 * len(group), "flops": 100 * len(group), "seconds": 2.0,
                            "test": {t: {"loss": 0.1, "accuracy": a} for t, a in values.items()},
                            "validation": {t: {"loss": 1 - a, "accuracy": a} for t, a in values.items()}})
@@ -138,7 +139,7 @@ def test_evaluate_counts_each_task_from_its_serving_network(tmp_path):
     write_json_atomic(os.path.join(run_dir, "selection.json"), {"tasks": names, "selections": [{
         "groups": [["g0_t0", "g0_t1"], ["g0_t2"]], "assignment": {"g0_t0": 0, "g0_t1": 0, "g0_t2": 1},
         "score": 1.0, "optimal": True, "upper_bound": 1.0, "method": "dp", "seconds": 0.0, "budget": 2}]})
-    pipeline.evaluate_stage(config, pipeline.load_data(config), run_dir, pipeline.RunReport(), False)
+    stages.evaluate_stage(stages.Run(config, tag_run.load_data(config), RunDir(run_dir), False, stages.RunReport()))
     rows = {r["name"]: r for r in json.load(open(os.path.join(run_dir, "metrics.json")))["groupings"]}
     assert rows["tag_k2"]["total_error"] == pytest.approx(10 + 20 + 30)
     assert rows["all_in_one"]["total_error"] == pytest.approx(60)
@@ -156,7 +157,7 @@ def test_evaluate_counts_each_task_from_its_serving_network(tmp_path):
 
 
 def test_celeba_sample_preset_loads_the_paper_tasks(celeba_sample):
-    config = dataclasses.replace(PRESETS["celeba_sample"], celeba_dir=celeba_sample, image_size=16)
-    data = pipeline.load_data(config)
+    config = PRESETS["celeba_sample"].replace(celeba_dir=celeba_sample, image_size=16)
+    data = tag_run.load_data(config)
     image, labels = next(iter(data.splits["validation"]))
-    assert image.shape == (16, 16, 3) and sorted(labels) == sorted(pipeline.PAPER_CELEBA_TASKS)
+    assert image.shape == (16, 16, 3) and sorted(labels) == sorted(tag_run.PAPER_CELEBA_TASKS)

@@ -1,6 +1,5 @@
 """The report stage on a real (tiny) run: the HTML, its pictures, TensorBoard, and a real browser."""
 
-import dataclasses
 import glob
 import html.parser
 import os
@@ -12,9 +11,12 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from tag_tf import pipeline, report
+import tag_tf.run as tag_run
+from tag_tf import report
+from tag_tf.io import read_json
+from tag_tf.selection import load_selection
 
-TINY = dataclasses.replace(pipeline.PRESETS["demo"], num_examples=600, epochs=2, trunk_filters=4, planted_groups=2,
+TINY = tag_run.PRESETS["demo"].replace(num_examples=600, epochs=2, trunk_filters=4, planted_groups=2,
                            tasks_per_group=2, num_groups=(2,), baselines=("all_in_one",))
 TASKS = ["g0_t0", "g0_t1", "g1_t0", "g1_t1"]
 
@@ -22,7 +24,7 @@ TASKS = ["g0_t0", "g0_t1", "g1_t0", "g1_t1"]
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("run"))
-    assert pipeline.run(TINY, path).ran[-1] == "report"
+    assert tag_run.run(TINY, path).ran[-1] == "report"
     return path
 
 
@@ -68,10 +70,10 @@ def test_html_names_every_task_and_every_image_it_shows_exists(run_dir):
 
 def test_html_holds_the_runs_numbers_and_where_the_model_is(run_dir):
     text = " ".join(read_page(run_dir).text)
-    metrics = pipeline.read_json(os.path.join(run_dir, "metrics.json"))
+    metrics = read_json(os.path.join(run_dir, "metrics.json"))
     for row in metrics["groupings"]:
         assert f"{row['total_error']:.2f}" in text
-    _, groupings = pipeline.selection.load_selection(os.path.join(run_dir, "selection.json"))
+    _, groupings = load_selection(os.path.join(run_dir, "selection.json"))
     assert f"{groupings[0].score:.4g}" in text
     assert "network 1 trains {" in text
     saved_model = os.path.join(os.path.abspath(run_dir), "export", "tag_k2", "1")
@@ -83,13 +85,13 @@ def test_html_holds_the_runs_numbers_and_where_the_model_is(run_dir):
 def test_report_without_export_or_images_says_so(run_dir, tmp_path):
     copy = str(tmp_path / "run")
     shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("export", "report"))
-    path = report.write_report(copy, pipeline.load_data(TINY).tasks, None)
+    path = report.write_report(copy, tag_run.load_data(TINY).tasks, None)
     page = Page(open(path).read())
     text = " ".join(page.text)
     assert "no exported SavedModel" in text and "The inputs are not images" in text
     assert all(os.path.exists(os.path.join(copy, "report", s)) for s in page.images)
     with pytest.raises(ValueError, match="num_images must be a positive integer, got 0"):
-        report.write_report(copy, pipeline.load_data(TINY).tasks, None, num_images=0)
+        report.write_report(copy, tag_run.load_data(TINY).tasks, None, num_images=0)
 
 
 def tensorboard_values(log_dir):
@@ -110,7 +112,7 @@ def test_tensorboard_has_the_matrix_per_epoch_and_the_selection_as_text(run_dir)
     (step, text), = values["selection/k2"]
     text = text.item().decode()
     assert step == 0 and text.startswith("k = 2: score")
-    _, groupings = pipeline.selection.load_selection(os.path.join(run_dir, "selection.json"))
+    _, groupings = load_selection(os.path.join(run_dir, "selection.json"))
     for group in groupings[0].groups:
         assert f"| {', '.join(group)} |" in text
 

@@ -4,7 +4,7 @@ import pytest
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving import config
+from tag_tf import deployment as config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

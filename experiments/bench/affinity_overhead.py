@@ -51,10 +51,10 @@ from tag_tf.affinity import AffinityConfig, lookahead_deltas  # noqa: E402
 from tag_tf.data import celeba  # noqa: E402
 from tag_tf.data.pipeline import batched  # noqa: E402
 from tag_tf.models import build_multitask_model, celeba_resnet_trunk  # noqa: E402
-from tag_tf.pipeline import PAPER_CELEBA_TASKS, PRESETS  # noqa: E402
+from tag_tf.run import PAPER_CELEBA_TASKS, PRESETS  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("celeba_dir", PRESETS["celeba_sample"].celeba_dir, "Official CelebA folder.")
+flags.DEFINE_string("celeba_dir", PRESETS["celeba_sample"].data.celeba_dir, "Official CelebA folder.")
 flags.DEFINE_integer("image_size", 64, "Side of the square images.")
 flags.DEFINE_integer("batch_size", 64, "Batch size.")
 flags.DEFINE_integer("warmup_steps", 2, "Untimed first steps of every run (they trace the train functions; "
@@ -372,7 +372,7 @@ def main(argv):
     warmup, timed, every = FLAGS.warmup_steps, FLAGS.timed_steps, FLAGS.every_n_steps
     if warmup < 2:
         raise ValueError(f"--warmup_steps must be at least 2, got {warmup}.")
-    long_run = AffinityConfig(mode=PRESETS["celeba"].affinity_mode, every_n_steps=PRESETS["celeba"].affinity_every)
+    long_run = PRESETS["celeba"].affinity
     cycle = math.lcm(every, long_run.every_n_steps)
     if timed < 1 or timed % cycle:
         raise ValueError(f"--timed_steps must be a positive multiple of {cycle} (--every_n_steps={every} and the "

@@ -15,7 +15,6 @@ grouping. Prints Markdown.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
@@ -26,7 +25,7 @@ from absl import app, flags, logging  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from tag_tf.affinity import AffinityConfig, mean_affinity  # noqa: E402
-from tag_tf.pipeline import PAPER_CELEBA_TASKS, PRESETS, batches, build_network, load_data  # noqa: E402
+from tag_tf.run import PAPER_CELEBA_TASKS, PRESETS, batches, build_network, load_data  # noqa: E402
 from tag_tf.selection import select_groups  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -67,26 +66,25 @@ def off_diagonal_spearman(a: np.ndarray, b: np.ndarray) -> float:
 def main(argv):
     del argv
     preset = PRESETS["demo" if FLAGS.data == "planted" else "celeba_sample"]
-    overrides = {"epochs": FLAGS.epochs, "image_size": FLAGS.image_size or preset.image_size,
-                 "trunk_filters": FLAGS.filters or preset.trunk_filters}
-    config = dataclasses.replace(preset, **overrides)
+    config = preset.replace(epochs=FLAGS.epochs, image_size=FLAGS.image_size or preset.data.image_size,
+                            trunk_filters=FLAGS.filters or preset.model.trunk_filters)
     config.check_paths()
     data = load_data(config)
     names = [t.name for t in data.tasks]
     budgets = [int(b) for b in FLAGS.budgets]
     model = build_network(config, data, data.tasks, AffinityConfig())
     recorder = StepAffinity()
-    logging.info("one run, exact affinity every step: %s, %d epochs", FLAGS.data, config.epochs)
-    model.fit(batches(config, data, "train"), epochs=config.epochs, callbacks=[recorder], verbose=0, shuffle=False)
+    logging.info("one run, exact affinity every step: %s, %d epochs", FLAGS.data, config.train.epochs)
+    model.fit(batches(config, data, "train"), epochs=config.train.epochs, callbacks=[recorder], verbose=0, shuffle=False)
     z = np.array(recorder.z)
     full = model.task_affinity().matrix
     reference = {k: served(select_groups(full, k, tasks=names)) for k in budgets}
     planted = {t: frozenset(g) for g in data.planted_grouping for t in g} if data.planted_grouping else None
 
     print(f"Settings: {FLAGS.data} ({len(names)} tasks{'' if planted else ': ' + ', '.join(PAPER_CELEBA_TASKS)}), "
-          f"{config.image_size}x{config.image_size}, trunk filters {config.trunk_filters}, batch {config.batch_size}, "
-          f"SGD({config.learning_rate:g}, momentum {config.momentum:g}), {config.epochs} epochs = {len(z)} steps, "
-          f"seed {config.seed}. Every-step run's groups: " + "; ".join(
+          f"{config.data.image_size}x{config.data.image_size}, trunk filters {config.model.trunk_filters}, "
+          f"batch {config.train.batch_size}, SGD({config.train.learning_rate:g}, momentum {config.train.momentum:g}), "
+          f"{config.train.epochs} epochs = {len(z)} steps, seed {config.runtime.seed}. Every-step run's groups: " + "; ".join(
               f"k={k}: " + " + ".join("{" + ", ".join(g) + "}" for g in select_groups(full, k, tasks=names).groups)
               for k in budgets) + (f"; planted grouping recovered at k={len(data.planted_grouping)}: "
                                    f"{reference.get(len(data.planted_grouping)) == planted}" if planted else "") + ".\n")

@@ -25,10 +25,10 @@ from absl import app, flags, logging  # noqa: E402
 from tag_tf.data import celeba  # noqa: E402
 from tag_tf.data.pipeline import batched  # noqa: E402
 from tag_tf.models import build_multitask_model, celeba_resnet_trunk  # noqa: E402
-from tag_tf.pipeline import PAPER_CELEBA_TASKS, PRESETS  # noqa: E402
+from tag_tf.run import PAPER_CELEBA_TASKS, PRESETS  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("celeba_dir", PRESETS["celeba_sample"].celeba_dir, "Official CelebA folder.")
+flags.DEFINE_string("celeba_dir", PRESETS["celeba_sample"].data.celeba_dir, "Official CelebA folder.")
 flags.DEFINE_integer("image_size", 64, "Side of the square images.")
 flags.DEFINE_integer("batch_size", 64, "Batch size.")
 flags.DEFINE_integer("train_steps", 30, "Timed training steps (after 3 warm-up steps).")

@@ -7,9 +7,9 @@
 """
 
 from tag_tf.training.callbacks import AffinityEpochs, AffinityLogger, EpochSummary
-from tag_tf.training.loop import fit_distributed
+from tag_tf.training.loop import evaluate_distributed, fit_distributed
 from tag_tf.training.model import MultiTaskModel, head_name
 from tag_tf.training.schedule import AffinitySchedule
 
 __all__ = ["AffinityEpochs", "AffinityLogger", "AffinitySchedule", "EpochSummary", "MultiTaskModel",
-           "fit_distributed", "head_name"]
+           "evaluate_distributed", "fit_distributed", "head_name"]

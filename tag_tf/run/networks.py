@@ -1,0 +1,74 @@
+"""The networks of a run: built, trained and measured with the run's settings.
+
+>>> from tag_tf.run.data import load_data
+>>> from tag_tf.run.presets import PRESETS
+>>> config = PRESETS["demo"].replace(num_examples=300, trunk_filters=2, epochs=1)
+>>> data = load_data(config)
+>>> model = build_network(config, data, data.tasks[:2])
+>>> [t.name for t in model.tasks], round(float(model.optimizer.learning_rate), 4)
+(['g0_t0', 'g0_t1'], 0.05)
+"""
+
+from __future__ import annotations
+
+import sys
+
+import keras
+import tensorflow as tf
+
+from tag_tf import balancing
+from tag_tf.affinity import AffinityConfig
+from tag_tf.distribute import is_multi_worker, strategy_from_name
+from tag_tf.models import build_multitask_model, celeba_resnet_trunk, mlp_trunk
+from tag_tf.run.config import RunConfig
+from tag_tf.run.data import RunData, batches
+from tag_tf.tasks import Task
+from tag_tf.training import EpochSummary, MultiTaskModel, evaluate_distributed, fit_distributed
+
+
+def build_network(config: RunConfig, data: RunData, tasks: list[Task],
+                  affinity: AffinityConfig | None = None) -> MultiTaskModel:
+    """A compiled multi-task network for `tasks` on the run's trunk, optimizer and strategy."""
+    keras.utils.set_random_seed(config.runtime.seed)
+    with strategy_from_name(config.runtime.strategy).scope():
+        if config.data.dataset == "planted_tabular":
+            trunk = mlp_trunk(int(data.splits["train"].element_spec[0].shape[-1]))
+        else:
+            trunk = celeba_resnet_trunk(config.data.image_size, filters=config.model.trunk_filters,
+                                        bn_momentum=config.model.bn_momentum)
+        model = build_multitask_model(trunk, tasks, affinity=affinity,
+                                      balancer=balancing.balancer_from_name(config.train.balancer))
+        model.compile(optimizer=keras.optimizers.SGD(config.train.learning_rate, momentum=config.train.momentum),
+                      jit_compile=config.runtime.jit_compile)
+    return model
+
+
+def fit(config: RunConfig, data: RunData, model: MultiTaskModel, backup_dir: str, callbacks=(),
+        restore_only: bool = False) -> keras.callbacks.History:
+    """Train with the run's settings; an interrupted fit resumes from `backup_dir` (last epoch).
+
+    `restore_only`: read the backup but never write it (the workers of a multi-worker run, which
+    restore from the chief's). Under MultiWorkerMirroredStrategy the loop is `fit_distributed`.
+    """
+    backup = (keras.callbacks.BackupAndRestore(backup_dir, save_freq=sys.maxsize, delete_checkpoint=False)
+              if restore_only else keras.callbacks.BackupAndRestore(backup_dir))
+    callbacks = [EpochSummary(), backup, *callbacks]
+    train, validation = batches(config, data, "train"), batches(config, data, "validation")
+    steps = config.train.steps_per_epoch or None
+    if is_multi_worker(model.distribute_strategy):
+        return fit_distributed(model, train, config.train.epochs, callbacks, validation_data=validation,
+                               steps_per_epoch=steps)
+    return model.fit(train, validation_data=validation, epochs=config.train.epochs, steps_per_epoch=steps,
+                     callbacks=callbacks, shuffle=False, verbose=0)  # the training batches are shuffled by tf.data
+
+
+def evaluate_per_task(model: MultiTaskModel, dataset: tf.data.Dataset) -> dict[str, dict[str, float]]:
+    """{task: {"loss": ..., <metric name>: ...}} on `dataset`."""
+    if is_multi_worker(model.distribute_strategy):
+        logs = evaluate_distributed(model, dataset)
+    else:
+        logs = model.evaluate(dataset, return_dict=True, verbose=0)
+    return {
+        t.name: {"loss": float(logs[f"{t.name}_loss"]), t.metric_name: float(logs[f"{t.name}_{t.metric_name}"])}
+        for t in model.tasks
+    }

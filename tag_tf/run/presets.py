@@ -1,0 +1,49 @@
+"""Named settings: `PRESETS[name]` is a complete `RunConfig`.
+
+    demo           planted image data with 3 groups of 3 tasks, tiny trunk: about a minute on 2 cores
+    celeba_sample  the 10,000-image CelebA sample (../shared/data/celeba_sample), the paper's 9 tasks
+    celeba         the full CelebA through tfds, the paper's 9 tasks, 100 epochs; affinity every 40
+                   steps (enough samples for the matrix; BENCHMARKS.md), XLA
+
+>>> PRESETS["demo"].data.dataset, PRESETS["demo"].selection.num_groups
+('planted', (3,))
+>>> PRESETS["celeba"].affinity.every_n_steps
+40
+"""
+
+from __future__ import annotations
+
+import os
+
+from tag_tf.affinity import AffinityConfig
+from tag_tf.run.config import (DataConfig, EvaluationConfig, ModelConfig, RunConfig, RuntimeConfig, SelectionConfig,
+                               TrainConfig)
+
+# The nine CelebA attributes of the TAG paper.
+PAPER_CELEBA_TASKS = (
+    "5_o_Clock_Shadow", "Black_Hair", "Blond_Hair", "Brown_Hair", "Goatee",
+    "Mustache", "No_Beard", "Rosy_Cheeks", "Wearing_Hat",
+)
+SHARED_CELEBA_SAMPLE = os.path.normpath(
+    os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data", "celeba_sample"))
+
+PRESETS = {
+    "demo": RunConfig(
+        data=DataConfig(dataset="planted", image_size=16, num_examples=2000),
+        model=ModelConfig(trunk_filters=8, bn_momentum=0.9),
+        train=TrainConfig(epochs=5, learning_rate=0.05, momentum=0.0, patience=2),
+        selection=SelectionConfig(num_groups=(3,)),
+        evaluation=EvaluationConfig(random_seeds=3),
+    ),
+    "celeba_sample": RunConfig(
+        data=DataConfig(dataset="celeba_folder", celeba_dir=SHARED_CELEBA_SAMPLE, tasks=PAPER_CELEBA_TASKS,
+                        image_size=64, cache=True),
+        train=TrainConfig(epochs=5),
+    ),
+    "celeba": RunConfig(
+        data=DataConfig(dataset="celeba_tfds", tasks=PAPER_CELEBA_TASKS, image_size=64),
+        train=TrainConfig(epochs=100, batch_size=256),
+        affinity=AffinityConfig(every_n_steps=40),
+        runtime=RuntimeConfig(jit_compile=True),
+    ),
+}
