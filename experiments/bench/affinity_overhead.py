@@ -50,6 +50,7 @@ from scipy import stats  # noqa: E402
 from tag_tf.affinity import AffinityConfig, lookahead_deltas  # noqa: E402
 from tag_tf.data import celeba  # noqa: E402
 from tag_tf.data.pipeline import batched  # noqa: E402
+from tag_tf.gradients import gradient_dot, tape_gradient  # noqa: E402
 from tag_tf.models import build_multitask_model, celeba_resnet_trunk  # noqa: E402
 from tag_tf.run import PAPER_CELEBA_TASKS, PRESETS  # noqa: E402
 
@@ -60,8 +61,8 @@ flags.DEFINE_integer("batch_size", 64, "Batch size.")
 flags.DEFINE_integer("warmup_steps", 2, "Untimed first steps of every run (they trace the train functions; "
                      "at least 2, so that exact-every-10 traces both its lookahead and its plain step).")
 flags.DEFINE_integer("timed_steps", 80, "Timed steps of every run, after the warm-up (a multiple of "
-                     "--every_n_steps and of the celeba preset's affinity_every, so that the every-n runs "
-                     "time whole cycles).")
+                     "--every_n_steps and of PRESETS['celeba'].affinity.every_n_steps, so that the every-n "
+                     "runs time whole cycles).")
 flags.DEFINE_integer("every_n_steps", 10, "every_n_steps of the cheaper exact setting.")
 flags.DEFINE_list("budgets", ["2", "3"], "Numbers of groups k for the grouping comparison.")
 flags.DEFINE_boolean("xla", True, "Also time plain and exact-every-step with jit_compile=True.")
@@ -269,38 +270,32 @@ def format_groups(grouping) -> str:
 def profile_exact_step(model, x, y, repeats: int, xla: bool) -> list[tuple[str, float | str]]:
     """Seconds of the parts of one exact affinity step, each its own tf.function (mean of `repeats`).
 
-    Re-implements the parts of `MultiTaskModel.affinity_train_step` (single replica, no loss
-    scaling, no sample weights) on the model's public API (`task_losses`, `shared_variables`,
-    `stateless_call`), so it measures the same work without relying on private helpers. Each
-    per-task gradient also covers every head (the step takes only the task's own; heads are
-    small). With `xla`, the heavy parts are timed again with jit_compile=True.
+    Each part calls the library's own code as `MultiTaskModel.affinity_train_step` does (single
+    replica, no loss scaling, no sample weights): `task_losses`, each task's gradient on
+    `shared_variables` + its `task_variables()` (`tape_gradient`), `lookahead_deltas`,
+    `lookahead_losses`, `gradient_dot`; last, that whole step itself (which updates the model).
+    With `xla`, the heavy parts are timed again with jit_compile=True.
     """
-    shared = model.shared_variables
-    shared_keys = {id(v) for v in shared}
-    heads = [v for v in model.trainable_variables if id(v) not in shared_keys]
+    shared, own = model.shared_variables, model.task_variables()
     k = len(model.tasks)
 
-    def losses(outputs):
-        per_task = model.task_losses(y, outputs)
-        return tf.stack([per_task[t.name] for t in model.tasks])
-
     def forward():
-        return losses(model(x, training=True))
+        return model.task_losses(y, model(x, training=True))
 
     def plain_gradients():
         with tf.GradientTape() as tape:
-            objective = tf.reduce_sum(forward())
+            objective = tf.add_n(list(forward().values()))
         return tape.gradient(objective, model.trainable_variables)
 
     def per_task_gradients():
         with tf.GradientTape(persistent=True) as tape:
-            task_losses = tf.unstack(forward())
-        return [tape.gradient(task_losses[i], shared + heads, unconnected_gradients="zero") for i in range(k)]
+            losses = list(forward().values())
+        return [tape_gradient(tape, loss, shared + own_i) for loss, own_i in zip(losses, own)]
 
     def trunk_jacobian():  # one batched (pfor) backward pass for all k task losses
         with tf.GradientTape() as tape:
-            task_losses = forward()
-        return tape.jacobian(task_losses, shared, experimental_use_pfor=True)
+            losses = tf.stack(list(forward().values()))
+        return tape.jacobian(losses, shared, experimental_use_pfor=True)
 
     grads = [g[: len(shared)] for g in tf.function(per_task_gradients, autograph=False)()]
 
@@ -310,21 +305,14 @@ def profile_exact_step(model, x, y, repeats: int, xla: bool) -> list[tuple[str, 
     delta_values = tf.function(deltas, autograph=False)()
 
     def lookahead_forwards():
-        non_trainable = [v.value for v in model.non_trainable_variables]
-        rows = []
-        for delta in delta_values:
-            step = {id(v): d for v, d in zip(shared, delta)}
-            trainable = [v.value - step[id(v)] if id(v) in step else v.value for v in model.trainable_variables]
-            outputs, _ = model.stateless_call(trainable, non_trainable, x, training=True)
-            rows.append(losses(outputs))
-        return tf.stack(rows)
+        return model.lookahead_losses(x, y, delta_values)
 
     def first_order_dots():
-        return tf.stack([tf.stack([tf.add_n([tf.reduce_sum(a * b) for a, b in zip(grads[j], delta_values[i])])
-                                   for j in range(k)]) for i in range(k)])
+        return tf.stack([tf.stack([gradient_dot(g_j, delta_i) for g_j in grads]) for delta_i in delta_values])
 
     # The lookahead must move the losses, or the timings below would measure no real lookahead.
-    moved = np.abs(tf.function(lookahead_forwards, autograph=False)().numpy() - forward().numpy()[None, :])
+    before = np.array([float(loss) for loss in forward().values()])
+    moved = np.abs(tf.function(lookahead_forwards, autograph=False)().numpy() - before[None, :])
     if not moved.max() > 0:
         raise RuntimeError("profile: the lookahead forwards do not change any loss; the profile is broken.")
 
@@ -334,8 +322,10 @@ def profile_exact_step(model, x, y, repeats: int, xla: bool) -> list[tuple[str, 
         (f"forward + {k} per-task backward passes (persistent tape, as the affinity step)", per_task_gradients, False),
         (f"forward + {k} trunk gradients as one tape.jacobian (pfor)", trunk_jacobian, False),
         (f"{k} lookahead steps Δi (optimizer rule)", deltas, False),
-        (f"{k} lookahead forwards (stateless_call)", lookahead_forwards, False),
+        (f"{k} lookahead forwards (model.lookahead_losses)", lookahead_forwards, False),
         (f"first-order dots ({k}x{k})", first_order_dots, False),
+        ("the whole step (model.affinity_train_step, update included)", lambda: model.affinity_train_step((x, y)),
+         False),
     ]
     if xla:
         parts += [
@@ -451,6 +441,7 @@ def main(argv):
     training_seconds = time.perf_counter() - begin
     load_after = os.getloadavg()
 
+    reference_matrix = runs["exact, every step"].matrix  # before the profile, which trains that model on
     profile = []
     if FLAGS.profile:
         logging.info("[profile] parts of one exact step (%.0fs elapsed)", time.perf_counter() - begin)
@@ -460,7 +451,6 @@ def main(argv):
     # --- report ---------------------------------------------------------------------------------
     plain = runs["plain"]
     plain_step, plain_whole = plain.per_step(warmup), plain.whole_seconds
-    reference_matrix = runs["exact, every step"].matrix
     reference_groups = groupings(select_groups, reference_matrix, budgets)
     target_exact = 1 + 0.7 * k
 
