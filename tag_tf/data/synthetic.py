@@ -67,26 +67,55 @@ class PlantedData:
     thresholds: np.ndarray
 
 
-def planted_groups(
-    num_groups: int = 3,
-    tasks_per_group: int = 3,
-    num_examples: int = 3000,
-    image_size: int = 32,
-    seed: int = 0,
-    *,
-    factors_per_group: int = 2,
-    num_nuisance: int = 2,
-    spread: float = 0.1,
-    threshold_range: float = 0.5,
-    contrast: float = 2.0,
-    pixel_noise: float = 0.2,
-) -> PlantedData:
-    """Images with planted task groups; see the module docstring for the process."""
-    _check_positive(num_groups=num_groups, tasks_per_group=tasks_per_group, num_examples=num_examples,
-                    image_size=image_size, factors_per_group=factors_per_group)
+@dataclasses.dataclass(frozen=True)
+class PlantedStructure:
+    """The planted groups and their factors (steps 1 and 2 of the module docstring).
+
+    >>> structure = PlantedStructure(num_groups=2, tasks_per_group=2)
+    >>> latents, directions, thresholds, groups = structure.draw(np.random.default_rng(0), num_examples=5)
+    >>> latents.shape, directions.shape, thresholds.tolist(), groups
+    ((5, 6), (4, 6), [-0.5, 0.5, -0.5, 0.5], [['g0_t0', 'g0_t1'], ['g1_t0', 'g1_t1']])
+    """
+
+    num_groups: int = 3
+    tasks_per_group: int = 3
+    factors_per_group: int = 2
+    num_nuisance: int = 2
+    spread: float = 0.1
+    threshold_range: float = 0.5
+
+    def __post_init__(self):
+        _check_positive(num_groups=self.num_groups, tasks_per_group=self.tasks_per_group,
+                        factors_per_group=self.factors_per_group)
+
+    def draw(self, rng, num_examples: int):
+        """(latents [N, F], directions [tasks, F], thresholds [tasks], groups), drawn from `rng`."""
+        g_count, per_group, factors = self.num_groups, self.tasks_per_group, self.factors_per_group
+        num_factors = g_count * factors + self.num_nuisance
+        latents = rng.standard_normal((num_examples, num_factors)).astype(np.float32)
+        directions = np.zeros((g_count * per_group, num_factors), np.float32)
+        for g in range(g_count):
+            block = slice(g * factors, (g + 1) * factors)
+            center = rng.standard_normal(factors)
+            for t in range(per_group):
+                w = center + self.spread * rng.standard_normal(factors)
+                directions[g * per_group + t, block] = w / np.linalg.norm(w)
+        cuts = np.linspace(-self.threshold_range, self.threshold_range, per_group) if per_group > 1 else [0.0]
+        thresholds = np.tile(np.asarray(cuts, np.float32), g_count)
+        return latents, directions, thresholds, task_names(g_count, per_group)
+
+
+def planted_groups(num_groups: int = 3, tasks_per_group: int = 3, num_examples: int = 3000, image_size: int = 32,
+                   seed: int = 0, *, contrast: float = 2.0, pixel_noise: float = 0.2, **structure) -> PlantedData:
+    """Images with planted task groups; see the module docstring for the process.
+
+    `structure`: the other fields of `PlantedStructure` (factors_per_group, num_nuisance, spread,
+    threshold_range).
+    """
+    _check_positive(num_examples=num_examples, image_size=image_size)
     rng = np.random.default_rng(seed)
-    latents, directions, thresholds, groups = _latents_and_directions(
-        rng, num_groups, tasks_per_group, num_examples, factors_per_group, num_nuisance, spread, threshold_range)
+    latents, directions, thresholds, groups = PlantedStructure(num_groups, tasks_per_group, **structure).draw(
+        rng, num_examples)
     patterns = _smooth_patterns(rng, latents.shape[1], image_size)
     mix = latents @ patterns.reshape(len(patterns), -1) / np.sqrt(latents.shape[1])
     noise = rng.standard_normal(mix.shape)
@@ -95,25 +124,17 @@ def planted_groups(
     return _assemble(images, latents, directions, thresholds, groups, "image")
 
 
-def planted_groups_tabular(
-    num_groups: int = 3,
-    tasks_per_group: int = 3,
-    num_examples: int = 3000,
-    num_features: int = 32,
-    seed: int = 0,
-    *,
-    factors_per_group: int = 2,
-    num_nuisance: int = 2,
-    spread: float = 0.1,
-    threshold_range: float = 0.5,
-    feature_noise: float = 0.1,
-) -> PlantedData:
-    """Feature vectors with planted task groups, for MLP trunks; see the module docstring."""
-    _check_positive(num_groups=num_groups, tasks_per_group=tasks_per_group, num_examples=num_examples,
-                    num_features=num_features, factors_per_group=factors_per_group)
+def planted_groups_tabular(num_groups: int = 3, tasks_per_group: int = 3, num_examples: int = 3000,
+                           num_features: int = 32, seed: int = 0, *, feature_noise: float = 0.1,
+                           **structure) -> PlantedData:
+    """Feature vectors with planted task groups, for MLP trunks; see the module docstring.
+
+    `structure`: as for `planted_groups`.
+    """
+    _check_positive(num_examples=num_examples, num_features=num_features)
     rng = np.random.default_rng(seed)
-    latents, directions, thresholds, groups = _latents_and_directions(
-        rng, num_groups, tasks_per_group, num_examples, factors_per_group, num_nuisance, spread, threshold_range)
+    latents, directions, thresholds, groups = PlantedStructure(num_groups, tasks_per_group, **structure).draw(
+        rng, num_examples)
     mixing = rng.standard_normal((latents.shape[1], num_features))
     features = latents @ mixing / np.sqrt(latents.shape[1])
     features = (features + feature_noise * rng.standard_normal(features.shape)).astype(np.float32)
@@ -127,22 +148,6 @@ def task_names(num_groups: int, tasks_per_group: int) -> list[list[str]]:
     [['g0_t0', 'g0_t1'], ['g1_t0', 'g1_t1']]
     """
     return [[f"g{g}_t{t}" for t in range(tasks_per_group)] for g in range(num_groups)]
-
-
-def _latents_and_directions(rng, num_groups, tasks_per_group, num_examples, factors_per_group,
-                            num_nuisance, spread, threshold_range):
-    num_factors = num_groups * factors_per_group + num_nuisance
-    latents = rng.standard_normal((num_examples, num_factors)).astype(np.float32)
-    directions = np.zeros((num_groups * tasks_per_group, num_factors), np.float32)
-    for g in range(num_groups):
-        block = slice(g * factors_per_group, (g + 1) * factors_per_group)
-        center = rng.standard_normal(factors_per_group)
-        for t in range(tasks_per_group):
-            w = center + spread * rng.standard_normal(factors_per_group)
-            directions[g * tasks_per_group + t, block] = w / np.linalg.norm(w)
-    cuts = np.linspace(-threshold_range, threshold_range, tasks_per_group) if tasks_per_group > 1 else [0.0]
-    thresholds = np.tile(np.asarray(cuts, np.float32), num_groups)
-    return latents, directions, thresholds, task_names(num_groups, tasks_per_group)
 
 
 def _smooth_patterns(rng, num_factors: int, size: int, waves: int = 3) -> np.ndarray:
