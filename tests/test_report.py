@@ -106,7 +106,7 @@ def tensorboard_values(log_dir):
 
 def test_tensorboard_has_the_matrix_per_epoch_and_the_selection_as_text(run_dir):
     values = tensorboard_values(os.path.join(run_dir, "tensorboard"))
-    assert [step for step, _ in values["affinity/matrix"]] == list(range(TINY.epochs))
+    assert [step for step, _ in values["affinity/matrix"]] == list(range(TINY.train.epochs))
     width, height, png = values["affinity/matrix"][0][1]  # the image summary: width, height, PNG bytes
     assert (int(width), int(height)) == (16 * len(TASKS), 16 * len(TASKS)) and png.startswith(b"\x89PNG")
     (step, text), = values["selection/k2"]

@@ -78,10 +78,13 @@ class Run:
     config: RunConfig
     data: RunData
     dir: RunDir
-    out: RunDir
     overwrite: bool
     report: RunReport
+    out: RunDir | None = None  # None: `dir`
     strategy: tf.distribute.Strategy = dataclasses.field(default_factory=tf.distribute.get_strategy)
+
+    def __post_init__(self):
+        self.out = self.out or self.dir
 
     @property
     def chief(self) -> bool:
@@ -107,7 +110,7 @@ def run(config: RunConfig, run_dir: str, overwrite: bool = False) -> RunReport:
                              f"run_dir or overwrite.")
     scratch = None if is_chief(strategy) else tempfile.mkdtemp(prefix="tag_tf-worker-")
     try:
-        context = Run(config, load_data(config), paths, RunDir(scratch or run_dir), overwrite, RunReport(), strategy)
+        context = Run(config, load_data(config), paths, overwrite, RunReport(), RunDir(scratch or run_dir), strategy)
         write_json_atomic(context.out.config, config.to_json())
         rerun = overwrite
         for stage in STAGES:
