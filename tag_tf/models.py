@@ -5,7 +5,8 @@
   one residual block of two conv3x3-64 (no bias) + BN with an identity shortcut, ReLU,
   AvgPool 2, Flatten.
 - `mlp_trunk`: Dense + ReLU layers, for tabular data.
-- `build_multitask_model`: trunk + one linear head per task -> `MultiTaskModel`.
+- `wrap`: any Keras model whose outputs are a dict keyed by task -> `MultiTaskModel`.
+- `build_multitask_model`: trunk + one linear head per task -> `MultiTaskModel` (a shortcut).
 
 >>> import numpy as np
 >>> from tag_tf.tasks import Task
@@ -24,7 +25,18 @@ from keras import layers
 from tag_tf.affinity import AffinityConfig
 from tag_tf.balancing import Balancer
 from tag_tf.tasks import Task, as_tasks
-from tag_tf.training import MultiTaskModel, head_name
+from tag_tf.training import MultiTaskModel
+
+HEAD_PREFIX = "head_"
+
+
+def head_name(task: Task) -> str:
+    """Name of the Dense layer that `build_multitask_model` makes `task`'s head.
+
+    >>> head_name(Task("Smiling"))
+    'head_Smiling'
+    """
+    return HEAD_PREFIX + task.name
 
 
 def celeba_resnet_trunk(image_size: int = 64, filters: int = 64, bn_momentum: float = 0.99,
@@ -66,6 +78,72 @@ def mlp_trunk(input_dim: int, hidden: Sequence[int] = (64, 64), name: str = "tru
     return keras.Model(features, x, name=name)
 
 
+def wrap(
+    model: keras.Model,
+    tasks: Iterable[Task | str],
+    *,
+    affinity: AffinityConfig | None = None,
+    balancer: Balancer | None = None,
+    shared_variables=None,
+    name: str | None = None,
+) -> MultiTaskModel:
+    """A `MultiTaskModel` around any Keras model whose outputs are a dict keyed by the task names:
+    functional (any number of inputs, named or in a dict), or subclassed once it is built (called
+    on a batch, or `model.build(...)`; its inputs become float32 `keras.Input`s of the shapes it
+    was built with). The layers and variables are the model's own, not copies.
+
+    Args:
+      model: the user's model.
+      tasks: the tasks (strings become binary tasks), exactly the output keys, in the user's order.
+      affinity, balancer: as for `build_multitask_model`.
+      shared_variables: the variables (or paths) to take as shared; None: those that two or more
+        tasks' outputs depend on (`MultiTaskModel.variable_roles()` shows the result).
+      name: the model's name (default: the wrapped model's).
+
+    >>> import numpy as np
+    >>> clicks, user = keras.Input((4,), name="clicks"), keras.Input((2,), name="user")
+    >>> shared = layers.Dense(8, activation="relu")(layers.Concatenate()([clicks, user]))
+    >>> towers = {t: layers.Dense(1, name=f"{t}_out")(layers.Dense(4, name=f"{t}_tower")(shared))
+    ...           for t in ("click", "buy")}
+    >>> model = wrap(keras.Model({"clicks": clicks, "user": user}, towers), ["click", "buy"])
+    >>> model.variable_roles()["buy"]
+    ['buy_tower/kernel', 'buy_tower/bias', 'buy_out/kernel', 'buy_out/bias']
+    >>> {t: tuple(out.shape) for t, out in model({"clicks": np.zeros((2, 4)), "user": np.zeros((2, 2))}).items()}
+    {'click': (2, 1), 'buy': (2, 1)}
+    """
+    tasks = as_tasks(tasks)
+    if not isinstance(model, keras.Model):
+        raise ValueError(f"wrap needs a keras.Model, got {type(model).__name__}.")
+    if _is_functional(model):
+        inputs, outputs = model.input, model.output
+    else:
+        if not model.built or not model.get_build_config():
+            raise ValueError(f"Model {model.name!r} is not built: call it on a batch of inputs (or model.build(...)) "
+                             f"before wrapping it, so that its input shapes are known.")
+        shapes = model.get_build_config()["input_shape"]
+        inputs = _symbolic_inputs(shapes)
+        outputs = model(inputs)
+    return MultiTaskModel(inputs=inputs, outputs=outputs, tasks=tasks, affinity=affinity, balancer=balancer,
+                          shared_variables=shared_variables, name=name or model.name)
+
+
+def _is_functional(model: keras.Model) -> bool:
+    try:
+        return bool(model.inputs) and model.outputs is not None
+    except (AttributeError, ValueError):
+        return False
+
+
+def _symbolic_inputs(shapes):
+    """keras.Inputs (float32) of the given shapes (batch dimension dropped): one, a list, or a dict
+    keyed by input name."""
+    if isinstance(shapes, dict):
+        return {name: keras.Input(tuple(shape)[1:], name=name) for name, shape in shapes.items()}
+    if isinstance(shapes, (list, tuple)) and shapes and isinstance(shapes[0], (list, tuple)):
+        return [keras.Input(tuple(shape)[1:]) for shape in shapes]
+    return keras.Input(tuple(shapes)[1:])
+
+
 def build_multitask_model(
     trunk: keras.Model,
     tasks: Iterable[Task | str],
@@ -98,8 +176,7 @@ def build_multitask_model(
     outputs = {
         t.name: layers.Dense(t.output_units, dtype="float32", name=head_name(t))(features) for t in tasks
     }
-    return MultiTaskModel(inputs=inputs, outputs=outputs, tasks=tasks, affinity=affinity, balancer=balancer,
-                          name=name)
+    return wrap(keras.Model(inputs, outputs, name=name), tasks, affinity=affinity, balancer=balancer)
 
 
 def inference_flops(model: keras.Model) -> int:

@@ -104,11 +104,14 @@ class Task:
 
     def example_weights(self, labels, sample_weight=None):
         """The weight of every example in this task's loss and metric: its label mask times its
-        sample weight (the one rule for both).
+        sample weight (the one rule for both). `sample_weight` may be a dict keyed by task name
+        (Keras' per-output weights); a task it does not name is weighted 1.
 
         >>> np.asarray(Task("a").example_weights(np.array([1, -1, 0]), np.array([2.0, 2.0, 0.5]))).tolist()
         [2.0, 0.0, 0.5]
         """
+        if isinstance(sample_weight, dict):  # Keras' per-output sample weights, keyed by task
+            sample_weight = sample_weight.get(self.name)
         weights = self.label_mask(labels)
         if sample_weight is not None:
             weights = weights * ops.cast(ops.reshape(sample_weight, (-1,)), "float32")
@@ -143,14 +146,21 @@ class Task:
             return keras.metrics.SparseCategoricalAccuracy(name=name)
         return keras.metrics.MeanAbsoluteError(name=name)
 
-    def update_metric(self, metric, labels, outputs, sample_weight=None):
-        """Update `metric` (from `make_metric`) with the labelled examples of a batch."""
-        weights = self.example_weights(labels, sample_weight)
+    def targets(self, labels):
+        """The labels as Keras losses and metrics take them beside this task's head output: class
+        indices [B] (multiclass) or [B, 1]; missing labels replaced by a harmless placeholder
+        (weight them with `example_weights`).
+
+        >>> np.asarray(Task("a").targets(np.array([1, -1]))).tolist()
+        [[1], [0]]
+        """
         labels = _fill_missing(self, labels)
-        if self.kind == "multiclass":
-            metric.update_state(labels, outputs, sample_weight=weights)
-        else:
-            metric.update_state(labels[:, None], outputs, sample_weight=weights)
+        return labels if self.kind == "multiclass" else labels[:, None]
+
+    def update_metric(self, metric, labels, outputs, sample_weight=None):
+        """Update `metric` (from `make_metric`, or any Keras metric of this task) with the labelled
+        examples of a batch."""
+        metric.update_state(self.targets(labels), outputs, sample_weight=self.example_weights(labels, sample_weight))
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)

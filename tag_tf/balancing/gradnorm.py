@@ -78,7 +78,8 @@ class GradNorm(Balancer):
                                              **state)
         self.initial_losses = model.add_weight(shape=(self.num_tasks,), name="gradnorm_initial_losses",
                                                initializer="zeros", **state)
-        self.balanced_variables(model)  # a bad layer name fails now, before any training
+        if self.num_tasks > 1:  # one task has nothing to balance (and may share no layer)
+            self.balanced_variables(model)  # a bad layer name fails now, before any training
 
     def balanced_variables(self, model) -> list:
         """The trainable variables of W (the shared layer whose gradient norms are balanced)."""
@@ -96,7 +97,7 @@ class GradNorm(Balancer):
         return with_kernel[-1].trainable_variables
 
     def task_gradient_variables(self, model) -> list:
-        return self.balanced_variables(model)
+        return self.balanced_variables(model) if self.num_tasks > 1 else []
 
     def weights(self) -> tf.Tensor:
         return tf.convert_to_tensor(self.task_weights)
@@ -104,6 +105,8 @@ class GradNorm(Balancer):
     def combine(self, inputs: BalanceInputs) -> tf.Tensor:
         """Update the weights from this step; the update itself uses the weights before it."""
         current = self.weights()
+        if not inputs.task_gradients:  # a single task: its weight stays 1
+            return current
         norms = tf.stack([tf.sqrt(gradient_dot(g, g)) for g in inputs.task_gradients])
         initial = tf.convert_to_tensor(self.initial_losses)
         initial = tf.where(initial > 0, initial, inputs.losses)  # a task's first loss (once it has labels)

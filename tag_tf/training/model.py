@@ -42,6 +42,7 @@ Build one with `tag_tf.models.build_multitask_model`:
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tag_tf import affinity as affinity_lib
@@ -50,29 +51,27 @@ from tag_tf.balancing import BalanceInputs, Balancer, balancer_from_json
 from tag_tf.gradients import gradient_dot, num_replicas, sum_over_replicas, tape_gradient
 from tag_tf.tasks import Task, as_tasks
 from tag_tf.training.callbacks import AffinityEpochs
+from tag_tf.training.compile_args import per_example_loss, per_task, task_metrics
+from tag_tf.training.roles import VariableRoles
 from tag_tf.training.schedule import AffinitySchedule
-
-HEAD_PREFIX = "head_"
-
-
-def head_name(task: Task) -> str:
-    """Name of the Dense layer that is `task`'s head.
-
-    >>> head_name(Task("Smiling"))
-    'head_Smiling'
-    """
-    return HEAD_PREFIX + task.name
-
 
 @keras.saving.register_keras_serializable(package="tag_tf")
 class MultiTaskModel(keras.Model):
-    """A functional model `input -> shared trunk -> {task: head output}` with per-task losses.
+    """A functional multi-task model `inputs -> {task: output}` with per-task losses; build one with
+    `tag_tf.models.wrap` (any Keras model with dict outputs) or `build_multitask_model`.
+
+    Which variables are shared (θs, what the affinity lookahead moves) and which belong to one task
+    (θt, fixed in the lookahead) is read from the model's own structure (`tag_tf.training.roles`)
+    when it is built, never from layer names; `variable_roles()` shows it.
 
     Args:
-      inputs, outputs: as for a functional `keras.Model`; `outputs` is a dict keyed by task name.
+      inputs, outputs: as for a functional `keras.Model` (inputs may be a dict of named inputs);
+        `outputs` is a dict keyed by task name.
       name: the model's name.
       tasks: the `Task`s (or their `to_json()` dicts), in the user's order; their names are exactly
         the output keys.
+      shared_variables: the variables (or their paths) to take as shared instead of those two or
+        more tasks' outputs depend on; None: from the model's structure.
       affinity: an `AffinityConfig` (or its dict) to measure inter-task affinity during `fit()`;
         None trains plainly, collecting nothing.
       balancer: a `tag_tf.balancing.Balancer` (or its `to_json()` dict) that turns the per-task
@@ -84,11 +83,12 @@ class MultiTaskModel(keras.Model):
       affinity_config: the `AffinityConfig`, or None.
       affinity_accumulator: the `AffinityAccumulator` holding the sums, or None.
       balancer: the model's `Balancer` (with its state).
-      shared_layers: the layers shared by all tasks (everything but the input and the heads).
+      roles: the `VariableRoles`: shared, per task, unused.
     """
 
     # The positional arguments match keras' Functional, so Keras saves and revives it as one.
-    def __init__(self, inputs, outputs, name=None, *, tasks, affinity=None, balancer=None, **kwargs):
+    def __init__(self, inputs, outputs, name=None, *, tasks, affinity=None, balancer=None, shared_variables=None,
+                 **kwargs):
         tasks = as_tasks(Task.from_json(t) if isinstance(t, dict) else t for t in tasks)
         names = [t.name for t in tasks]
         if not isinstance(outputs, dict) or sorted(outputs) != sorted(names):
@@ -102,9 +102,17 @@ class MultiTaskModel(keras.Model):
             raise ValueError(f"balancer must be a tag_tf.balancing.Balancer, got {balancer!r}.")
         super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
         self.tasks = tasks
+        self.roles = VariableRoles.of(self, names, shared_variables)
+        self._shared_override = None if shared_variables is None else [v.path for v in self.roles.shared]
+        if affinity is not None and not self.roles.shared:
+            raise ValueError(f"No variable of the model is shared by two or more of the tasks {names}: there is no "
+                             f"inter-task affinity to measure (variable roles: {self.roles.summary()}).")
         self.affinity_config = affinity
         self.task_loss_trackers = [keras.metrics.Mean(name=f"{t.name}_loss") for t in self.tasks]
         self.task_metrics = [t.make_metric() for t in self.tasks]
+        self.compiled_task_metrics = {t: [] for t in names}  # compile(metrics=...)
+        self._loss_functions = {t: None for t in names}  # compile(loss=...); None: the Task's own
+        self._loss_weights = {t: 1.0 for t in names}  # compile(loss_weights=...)
         self.balancer = balancer_from_json(balancer)
         self.balancer.build(self)
         self.balancer_metrics = self.balancer.metrics  # tracked, so that Keras resets them every epoch
@@ -117,40 +125,66 @@ class MultiTaskModel(keras.Model):
 
     @property
     def shared_layers(self) -> list[keras.layers.Layer]:
-        heads = {head_name(t) for t in self.tasks}
-        return [
-            layer
-            for layer in self.layers
-            if layer.name not in heads and not isinstance(layer, keras.layers.InputLayer)
-        ]
+        """The model's layers (top level) whose trainable variables are all shared."""
+        shared = {id(v) for v in self.roles.shared}
+        return [layer for layer in self.layers
+                if layer.trainable_variables and all(id(v) in shared for v in layer.trainable_variables)]
 
     @property
     def shared_variables(self) -> list[keras.Variable]:
-        """Trainable variables of the shared trunk (what the affinity lookahead moves)."""
-        return [v for layer in self.shared_layers for v in layer.trainable_variables]
+        """The shared trainable variables θs (what the affinity lookahead moves)."""
+        return self.roles.shared
 
     def task_variables(self) -> list[list[keras.Variable]]:
-        """Per task, in task order, the trainable variables only its loss depends on (its head)."""
-        return [self.get_layer(head_name(t)).trainable_variables for t in self.tasks]
+        """Per task, in task order, the trainable variables only its output depends on (θt)."""
+        return [self.roles.own[t.name] for t in self.tasks]
+
+    def variable_roles(self) -> dict[str, list[str]]:
+        """{"shared": variable paths, <task>: the paths of its own variables, ..., "unused": ...}."""
+        return self.roles.summary()
 
     # -- losses -----------------------------------------------------------------------------------
 
     def task_losses(self, y, y_pred, sample_weight=None) -> dict:
-        """{task name: mean loss over its labelled examples}, unweighted by `Task.weight`."""
-        return {t.name: t.loss(y[t.name], y_pred[t.name], sample_weight) for t in self.tasks}
+        """{task name: mean loss over its labelled (and weighted) examples}, unweighted by
+        `Task.weight` (this replica's examples)."""
+        sums, counts = self._task_sums(y, y_pred, sample_weight)
+        return dict(zip([t.name for t in self.tasks], tf.unstack(tf.math.divide_no_nan(sums, counts))))
+
+    def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None, **kwargs):
+        """Keras' `compile`; `loss`, `loss_weights` and `metrics` are one value for every task or a
+        dict keyed by task name (`tag_tf.training.compile_args`): a loss replaces the Task's own
+        (still masked and weighted per example), loss weights multiply `Task.weight`, metrics are
+        logged as `<task>_<metric>`. Other arguments go to Keras."""
+        names = [t.name for t in self.tasks]
+        weights = per_task(loss_weights, names, "loss_weights", default=1.0)
+        bad = {t: w for t, w in weights.items() if not isinstance(w, (int, float)) or not w >= 0}
+        if bad:
+            raise ValueError(f"compile(loss_weights=...): weights must be numbers >= 0, got {bad}.")
+        self._loss_functions = {t: per_example_loss(fn) for t, fn in per_task(loss, names, "loss").items()}
+        self._loss_weights = {t: float(w) for t, w in weights.items()}
+        self.compiled_task_metrics = {t: task_metrics(m, t) for t, m in per_task(metrics, names, "metrics").items()}
+        super().compile(optimizer=optimizer, **kwargs)
+
+    def _per_example_loss(self, task: Task, labels, outputs):
+        function = self._loss_functions[task.name]
+        if function is None:
+            return task.per_example_loss(labels, outputs)
+        return tf.reshape(tf.cast(function(task.targets(labels), outputs), tf.float32), [-1])
 
     def _task_sums(self, y, y_pred, sample_weight):
         """This replica's per-task (Σ loss over labelled examples, Σ example weights): two [k] vectors."""
         sums, counts = [], []
         for task in self.tasks:
             weights = task.example_weights(y[task.name], sample_weight)
-            per_example = task.per_example_loss(y[task.name], y_pred[task.name])
+            per_example = self._per_example_loss(task, y[task.name], y_pred[task.name])
             sums.append(tf.reduce_sum(tf.where(weights > 0, per_example * weights, 0.0)))
             counts.append(tf.reduce_sum(weights))
         return tf.stack(sums), tf.stack(counts)
 
     def _task_weights(self) -> tf.Tensor:
-        return tf.constant([t.weight for t in self.tasks], tf.float32)
+        """Task.weight times compile's loss weight, per task."""
+        return tf.constant([t.weight * self._loss_weights[t.name] for t in self.tasks], tf.float32)
 
     def _regularisation(self):
         """This replica's share of the layers' regularisation losses (0 when there are none)."""
@@ -230,7 +264,8 @@ class MultiTaskModel(keras.Model):
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         del x
         for task, metric in zip(self.tasks, self.task_metrics):
-            task.update_metric(metric, y[task.name], y_pred[task.name], sample_weight)
+            for each in [metric, *self.compiled_task_metrics[task.name]]:
+                task.update_metric(each, y[task.name], y_pred[task.name], sample_weight)
         return self.get_metrics_result()
 
     def _task_gradients(self, tape, scaled_shares, variables, scale) -> "_TaskGradients":
@@ -339,10 +374,23 @@ class MultiTaskModel(keras.Model):
     # -- results ----------------------------------------------------------------------------------
 
     def fit(self, *args, callbacks=None, **kwargs):
-        """`keras.Model.fit`; with affinity on, it also records per-epoch affinity means."""
+        """`keras.Model.fit`; with affinity on, it also records per-epoch affinity means. A
+        `sample_weight` dict may name only some tasks (the others are weighted 1)."""
+        if isinstance(kwargs.get("sample_weight"), dict):
+            y = args[1] if len(args) > 1 else kwargs.get("y")
+            kwargs["sample_weight"] = self._sample_weights_per_task(kwargs["sample_weight"], y)
         if self.affinity_config is not None:  # first, so other callbacks see the finished epoch
             callbacks = [AffinityEpochs()] + list(callbacks or [])
         return super().fit(*args, callbacks=callbacks, **kwargs)
+
+    def _sample_weights_per_task(self, weights: dict, y) -> dict:
+        """Keras wants one weight array per output: the tasks `weights` leaves out get ones."""
+        names = [t.name for t in self.tasks]
+        unknown = sorted(set(weights) - set(names))
+        if unknown:
+            raise ValueError(f"sample_weight names unknown task(s) {unknown}; the tasks are {names}.")
+        size = len(next(iter(y.values()))) if isinstance(y, dict) else len(next(iter(weights.values())))
+        return {t: weights[t] if t in weights else np.ones(size, "float32") for t in names}
 
     def task_affinity(self) -> TaskAffinity:
         """The affinity measured so far: `matrix[source, target]`, per-epoch means, counts."""
@@ -355,6 +403,7 @@ class MultiTaskModel(keras.Model):
         config["tasks"] = [t.to_json() for t in self.tasks]
         config["affinity"] = self.affinity_config.to_json() if self.affinity_config else None
         config["balancer"] = self.balancer.to_json()
+        config["shared_variables"] = self._shared_override
         return config
 
 
