@@ -4,15 +4,18 @@
 `<export_base>/<model_name>/<version>/`, a SavedModel (through `keras.export.ExportArchive`) with
 the signatures
 
-    serving_default  image float32 [batch, H, W, 3] in [0, 1]  -> {task: answer}, every task
-    serving_bytes    image_bytes string [batch] (JPEG/PNG/GIF/BMP) -> the same, decoded and resized
-                     to H x W inside the graph (only for image inputs)
-    group_<i>        the input of serving_default -> {task: answer} for every head of network i
+    serving_default     the model's own inputs, by name (e.g. image float32 [batch, H, W, 3] in
+                        [0, 1], or clicks, user, ...)  -> {task: answer}, every task
+    serving_bytes       image_bytes string [batch] (JPEG/PNG/GIF/BMP) -> the same, decoded and
+                        resized to H x W inside the graph (only for one image input)
+    serving_tf_example  examples string [batch], serialized tf.Example protos with one feature per
+                        input (only for numeric, non-image inputs: `tag_tf.signatures`)
+    group_<i>           the inputs of serving_default -> {task: answer} for every head of network i
 
 where each task's answer comes from the network the assignment names, every network runs once per
 request, and an answer is a probability [batch] (binary), class probabilities [batch, K]
 (multiclass) or a value [batch] (regression). Beside the SavedModel: `assets/tasks.json` (tasks,
-groups, assignment, thresholds, input spec, affinity summary, versions) and
+groups, assignment, thresholds, input specs, affinity summary, versions) and
 `assets.extra/tf_serving_warmup_requests` (PredictionLog records TF Serving replays on load).
 
 The version directory is written under a hidden temporary name in the model folder, then renamed
@@ -47,10 +50,14 @@ import tensorflow as tf
 import tag_tf
 from tag_tf.affinity import TaskAffinity
 from tag_tf.io import atomic_directory, write_json_atomic
+from tag_tf.signatures import (accepts_examples, example_bytes, is_image, model_inputs, named_input_specs,
+                               parse_examples)
 from tag_tf.tasks import Task
 
 BYTES_SIGNATURE = "serving_bytes"
 BYTES_INPUT = "image_bytes"
+EXAMPLE_SIGNATURE = "serving_tf_example"
+EXAMPLE_INPUT = "examples"
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 TASKS_FILE = os.path.join("assets", "tasks.json")
 MODEL_NAME_PATTERN = re.compile(r"[A-Za-z0-9_.\-]+")
@@ -95,7 +102,7 @@ def export_multihead(
         write_json_atomic(os.path.join(tmp, TASKS_FILE),
                           tasks_summary(networks, tasks, assignment, model_name, version, affinity))
         if warmup:
-            write_warmup_requests(os.path.join(tmp, WARMUP_FILE), model_name, input_spec(networks[0]))
+            write_warmup_requests(os.path.join(tmp, WARMUP_FILE), model_name, named_input_specs(networks[0]))
     return os.path.join(model_dir, str(version))
 
 
@@ -141,9 +148,10 @@ def check_networks(networks: Sequence[keras.Model], assignment: Mapping[str, int
     if unassigned:
         raise ValueError(f"Task(s) {unassigned} have heads but no serving network in the assignment "
                          f"(assigned: {list(assignment)}).")
-    specs = [input_spec(n) for n in networks]
+    specs = [named_input_specs(n) for n in networks]
     if any(s != specs[0] for s in specs):
-        raise ValueError(f"All networks must share one input; got {[(s.name, s.shape.as_list()) for s in specs]}.")
+        described = [{name: spec.shape.as_list() for name, spec in s.items()} for s in specs]
+        raise ValueError(f"All networks must share their inputs; got {described}.")
     return tasks
 
 
@@ -181,18 +189,6 @@ def next_version(model_dir: str) -> int:
     return max(existing_versions(model_dir), default=0) + 1
 
 
-def input_spec(network: keras.Model) -> tf.TensorSpec:
-    """The network's input as a TensorSpec [None, ...] named like its Keras Input."""
-    tensor = network.inputs[0]
-    return tf.TensorSpec([None, *tensor.shape[1:]], tensor.dtype, name=tensor.name.split(":")[0])
-
-
-def is_image(spec: tf.TensorSpec) -> bool:
-    """True for [batch, H, W, 3] inputs with known H and W (they get a `serving_bytes` signature)."""
-    shape = spec.shape.as_list()
-    return len(shape) == 4 and shape[3] == 3 and None not in shape[1:]
-
-
 def serving_answer(task: Task, output: tf.Tensor) -> tf.Tensor:
     """A head's output as served: probability [B] (binary), class probabilities [B, K], value [B].
 
@@ -210,34 +206,38 @@ def serving_answer(task: Task, output: tf.Tensor) -> tf.Tensor:
 def build_archive(networks: Sequence[keras.Model], tasks: Sequence[Task],
                   assignment: Mapping[str, int]) -> keras.export.ExportArchive:
     """An ExportArchive tracking every network, with the signatures of the module docstring."""
-    spec = input_spec(networks[0])
+    specs = named_input_specs(networks[0])
     archive = keras.export.ExportArchive()
     for network in networks:
         archive.track(network)
     serving = [(i, [t for t in tasks if assignment[t.name] == i]) for i in range(len(networks))]
     serving = [(i, served) for i, served in serving if served]
 
-    def answers(x):
+    def answers(named):
         result = {}
         for i, served in serving:  # each network once, its assigned heads only
-            outputs = networks[i](x, training=False)
+            outputs = networks[i](model_inputs(networks[i], named), training=False)
             result.update({t.name: serving_answer(t, outputs[t.name]) for t in served})
         return result
 
-    archive.add_endpoint("serving_default", answers, [spec])  # input key: the spec's name
-    if is_image(spec):
+    archive.add_endpoint("serving_default", answers, [specs])  # input keys: the inputs' names
+    if len(specs) == 1 and is_image(next(iter(specs.values()))):
+        (name, spec), = specs.items()
         height, width = spec.shape[1:3]
-        archive.add_endpoint(BYTES_SIGNATURE, lambda data: answers(decode_images(data, height, width)),
+        archive.add_endpoint(BYTES_SIGNATURE, lambda data: answers({name: decode_images(data, height, width)}),
                              [tf.TensorSpec([None], tf.string, name=BYTES_INPUT)])
+    if accepts_examples(specs):
+        archive.add_endpoint(EXAMPLE_SIGNATURE, lambda examples: answers(parse_examples(examples, specs)),
+                             [tf.TensorSpec([None], tf.string, name=EXAMPLE_INPUT)])
     for i, network in enumerate(networks):
-        archive.add_endpoint(f"group_{i}", own_answers_fn(network), [spec])
+        archive.add_endpoint(f"group_{i}", own_answers_fn(network), [specs])
     return archive
 
 
 def own_answers_fn(network: keras.Model):
-    """x -> every head of `network` on x, as served."""
-    def own_answers(x):
-        outputs = network(x, training=False)
+    """named inputs -> every head of `network` on them, as served."""
+    def own_answers(named):
+        outputs = network(model_inputs(network, named), training=False)
         return {t.name: serving_answer(t, outputs[t.name]) for t in network.tasks}
 
     return own_answers
@@ -261,7 +261,7 @@ def decode_images(image_bytes: tf.Tensor, height: int, width: int) -> tf.Tensor:
 def tasks_summary(networks: Sequence[keras.Model], tasks: Sequence[Task], assignment: Mapping[str, int],
                   model_name: str, version: int, affinity: TaskAffinity | None) -> dict:
     """The content of `assets/tasks.json`."""
-    spec = input_spec(networks[0])
+    specs = named_input_specs(networks[0])
     answers = {"binary": "probability", "multiclass": "class_probabilities", "regression": "value"}
     return {
         "model_name": model_name,
@@ -270,10 +270,9 @@ def tasks_summary(networks: Sequence[keras.Model], tasks: Sequence[Task], assign
                    "threshold": BINARY_THRESHOLD if t.kind == "binary" else None} for t in tasks],
         "groups": [[t.name for t in n.tasks] for n in networks],
         "assignment": {t.name: int(assignment[t.name]) for t in tasks},
-        "input": {"name": spec.name, "dtype": spec.dtype.name, "shape": spec.shape.as_list(),
-                  "range": [0.0, 1.0] if is_image(spec) else None},
-        "signatures": ["serving_default"] + ([BYTES_SIGNATURE] if is_image(spec) else [])
-                      + [f"group_{i}" for i in range(len(networks))],
+        "inputs": [{"name": name, "dtype": spec.dtype.name, "shape": spec.shape.as_list(),
+                    "range": [0.0, 1.0] if is_image(spec) else None} for name, spec in specs.items()],
+        "signatures": signature_names(specs, len(networks)),
         "affinity": affinity_summary(affinity, networks, assignment) if affinity is not None else None,
         "versions": {"tag_tf": tag_tf.__version__, "tensorflow": tf.__version__, "keras": keras.__version__},
     }
@@ -295,20 +294,35 @@ def affinity_summary(affinity: TaskAffinity, networks: Sequence[keras.Model],
             "onto_task_from_its_network": onto}
 
 
-def write_warmup_requests(path: str, model_name: str, spec: tf.TensorSpec) -> None:
-    """TFRecord of PredictionLog records: one batch-1 request per input signature (zeros; and a
-    black PNG for `serving_bytes`), which TF Serving replays before serving a version."""
+def signature_names(specs: Mapping[str, tf.TensorSpec], num_networks: int) -> list[str]:
+    """The signatures an export with these inputs has.
+
+    >>> signature_names({"image": tf.TensorSpec([None, 8, 8, 3])}, 2)
+    ['serving_default', 'serving_bytes', 'group_0', 'group_1']
+    """
+    image = len(specs) == 1 and is_image(next(iter(specs.values())))
+    return (["serving_default"] + ([BYTES_SIGNATURE] if image else [])
+            + ([EXAMPLE_SIGNATURE] if accepts_examples(specs) else []) + [f"group_{i}" for i in range(num_networks)])
+
+
+def write_warmup_requests(path: str, model_name: str, specs: Mapping[str, tf.TensorSpec]) -> None:
+    """TFRecord of PredictionLog records: one batch-1 request per input signature (zeros; a black
+    PNG for `serving_bytes`; a tf.Example of zeros for `serving_tf_example`), which TF Serving
+    replays before serving a version."""
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
-    example = np.zeros([1, *spec.shape[1:]], spec.dtype.as_numpy_dtype)
-    requests = [("serving_default", spec.name, tf.make_tensor_proto(example))]
-    if is_image(spec):
-        png = tf.io.encode_png(tf.zeros(spec.shape[1:], tf.uint8)).numpy()
-        requests.append((BYTES_SIGNATURE, BYTES_INPUT, tf.make_tensor_proto([png])))
+    zeros = {name: np.zeros([1, *s.shape[1:]], s.dtype.as_numpy_dtype) for name, s in specs.items()}
+    requests = [("serving_default", {name: tf.make_tensor_proto(z) for name, z in zeros.items()})]
+    names = signature_names(specs, 0)
+    if BYTES_SIGNATURE in names:
+        png = tf.io.encode_png(tf.zeros(next(iter(specs.values())).shape[1:], tf.uint8)).numpy()
+        requests.append((BYTES_SIGNATURE, {BYTES_INPUT: tf.make_tensor_proto([png])}))
+    if EXAMPLE_SIGNATURE in names:
+        requests.append((EXAMPLE_SIGNATURE, {EXAMPLE_INPUT: tf.make_tensor_proto([example_bytes(zeros)])}))
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with tf.io.TFRecordWriter(path) as writer:
-        for signature, name, tensor in requests:
+        for signature, inputs in requests:
             request = predict_pb2.PredictRequest(
-                model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature), inputs={name: tensor})
+                model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature), inputs=inputs)
             log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
             writer.write(log.SerializeToString())

@@ -180,13 +180,16 @@ def build_multitask_model(
 
 
 def inference_flops(model: keras.Model) -> int:
-    """Floating-point operations of one example through `model` (inference mode), as TensorFlow's
-    profiler counts them (a multiply-add is 2)."""
+    """Floating-point operations of one example through `model` (inference mode, all its inputs),
+    as TensorFlow's profiler counts them (a multiply-add is 2)."""
     import tensorflow as tf
     from tensorflow.python.util import deprecation  # the v1 profiler is the only FLOP counter TF has
 
-    spec = tf.TensorSpec([1, *model.inputs[0].shape[1:]], model.inputs[0].dtype)
-    graph = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec).graph
+    from tag_tf.signatures import model_inputs, named_input_specs
+
+    specs = {name: tf.TensorSpec([1, *s.shape[1:]], s.dtype) for name, s in named_input_specs(model).items()}
+    graph = tf.function(lambda named: model(model_inputs(model, named), training=False)).get_concrete_function(
+        specs).graph
     options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
     options["output"] = "none"
     with deprecation.silence():

@@ -216,18 +216,20 @@ def _serving_section(run: RunDir) -> str:
     if latest["tasks"] is None:  # no description beside the SavedModel: its signatures tell
         parts.append(f"<pre>saved_model_cli show --all --dir {html.escape(latest['path'])}</pre>")
         return "\n".join(parts)
-    input_spec = latest["tasks"]["input"]
-    shape = [1 if d is None else d for d in input_spec["shape"]]
+    inputs = latest["tasks"]["inputs"]
+    batch = {i["name"]: [1 if d is None else d for d in i["shape"]] for i in inputs}
+    arrays = ", ".join(f"{n!r}: np.zeros({shape}, np.{i['dtype']})" for (n, shape), i in zip(batch.items(), inputs))
+    instance = ", ".join(f"{n!r}: np.zeros({shape[1:]}).tolist()" for n, shape in batch.items())
     models_config = os.path.abspath(run.models_config)
     name = latest["name"]
     query = (f"# start a TF-Serving-compatible server on the exported models (or TF Serving itself: serving/README.md)\n"
              f"python -m serving.dev_server --model_config_file={models_config} --port=8500 --rest_api_port=8501\n\n"
              f"# ask it, with the bundled client (REST; protocol=\"grpc\" for gRPC)\n"
              f"python - <<'EOF'\nimport numpy as np\nfrom serving.client import TFServingClient\n"
-             f"x = np.zeros({shape}, np.float32)  # {input_spec['name']}: a batch of inputs\n"
-             f"print(TFServingClient('localhost', rest_port=8501).predict({name!r}, {{{input_spec['name']!r}: x}}))\nEOF\n\n"
-             f"# or with curl, TF Serving's REST API (row format: one input per instance)\n"
-             f"python -c \"import json, numpy as np; print(json.dumps({{'instances': [np.zeros({shape[1:]}).tolist()]}}))\""
+             f"x = {{{arrays}}}  # a batch of inputs, by name\n"
+             f"print(TFServingClient('localhost', rest_port=8501).predict({name!r}, x))\nEOF\n\n"
+             f"# or with curl, TF Serving's REST API (row format: one object of named inputs per instance)\n"
+             f"python -c \"import json, numpy as np; print(json.dumps({{'instances': [{{{instance}}}]}}))\""
              f" > request.json\n"
              f"curl -d @request.json http://localhost:8501/v1/models/{name}:predict")
     parts += [f"<p>Server configuration: <code>{html.escape(models_config)}</code>"

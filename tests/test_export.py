@@ -77,7 +77,7 @@ def test_tasks_json_describes_the_model(exported):
                                    "output": "probability", "threshold": 0.5}
     assert summary["tasks"][1]["output"] == "class_probabilities" and summary["tasks"][2]["threshold"] is None
     assert summary["groups"] == [list(g) for g in tiny.groups] and summary["assignment"] == tiny.assignment
-    assert summary["input"] == {"name": "image", "dtype": "float32", "shape": [None, 16, 16, 3], "range": [0.0, 1.0]}
+    assert summary["inputs"] == [{"name": "image", "dtype": "float32", "shape": [None, 16, 16, 3], "range": [0.0, 1.0]}]
     assert summary["signatures"] == ["serving_default", "serving_bytes", "group_0", "group_1"]
     assert summary["versions"]["tensorflow"] == tf.__version__ and summary["version"] == 1
     # onto "c" (served by network 1 = {c, d}): A[d, c] = 14; "a" from {b, c}: mean(A[b, a], A[c, a]) = 6
@@ -117,7 +117,7 @@ def test_versions_increment_and_a_failed_export_leaves_nothing(tmp_path, tiny_mu
     ({"assignment": {"a": 0, "b": 0, "c": 1, "d": 2}}, r"Task 'd' is assigned to network 2; valid networks: 0..1"),
     ({"assignment": {"a": 0, "b": 0, "c": 1}}, r"Task\(s\) \['d'\] have heads but no serving network"),
     ({"assignment": {"a": 0, "b": 0, "c": 1, "d": 0}}, r"Task 'd' is assigned to network 0, which has no such head"),
-    ({"other_size": True}, r"All networks must share one input; got \[\('image', \[None, 16, 16, 3\]\), \('image', \[None, 8, 8, 3\]\)\]"),
+    ({"other_size": True}, r"All networks must share their inputs; got \[{'image': \[None, 16, 16, 3\]}, {'image': \[None, 8, 8, 3\]}\]"),
     ({"model_name": "my model"}, r"model_name 'my model' is not valid"),
     ({"version": 0}, r"version must be a positive integer or None \(the next one\), got 0"),
     ({"version": "2"}, r"version must be a positive integer or None"),
