@@ -2,6 +2,7 @@
 
     python -m experiments.tag_pipeline --preset=demo --run_dir=runs/demo
     python -m experiments.tag_pipeline --preset=celeba_sample --epochs=2 --steps_per_epoch=50 --run_dir=runs/s
+    python -m experiments.tag_pipeline --recipe=experiments/recipes/recommender.py --run_dir=runs/rec
 
 A preset fills every setting; a flag given on the command line overrides it. Every setting is
 checked before any work. A run directory that already holds stage outputs continues where it
@@ -26,7 +27,9 @@ from tag_tf.selection import load_selection  # noqa: E402
 
 # One flag per setting of RunConfig, named by its flat name (tag_tf.run.config); the help says what it is.
 HELP = {
-    "dataset": f"Data source, one of {run_config.DATASETS}.",
+    "dataset": f"Data source, one of {run_config.DATASETS} (--recipe sets 'recipe').",
+    "recipe": "Your own tasks, model and data: a Python file (or module) defining TASKS, build_model(tasks), "
+              "load_data() and optionally optimizer(); see experiments/recipes/.",
     "tasks": "Task names (CelebA attributes, or planted task names).",
     "celeba_dir": "Folder of the official CelebA files (dataset=celeba_folder).",
     "tfds_data_dir": "tfds data directory (dataset=celeba_tfds).",
@@ -82,6 +85,8 @@ def config_from_flags() -> run_config.RunConfig:
             except ValueError:
                 raise ValueError(f"--{name}={','.join(value)}: expected integers >= 1, e.g. 2,3") from None
         overrides[name] = value
+    if overrides.get("recipe"):
+        overrides.setdefault("dataset", "recipe")
     return PRESETS[FLAGS.preset].replace(**overrides)
 
 

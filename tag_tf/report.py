@@ -155,21 +155,22 @@ def _metrics_section(metrics: dict) -> str:
 def _saliency_section(folder: str, run: RunDir, tasks: Sequence[Task], featured: Grouping,
                       test_split: tf.data.Dataset | None, num_images: int) -> str:
     heading = "<h2>Where each head looks</h2>"
-    if test_split is None or len(test_split.element_spec[0].shape) != 3:
-        return heading + '\n<p class="note">The inputs are not images: no saliency maps.</p>'
+    spec = None if test_split is None else test_split.element_spec[0]
+    if not isinstance(spec, tf.TensorSpec) or spec.shape.rank != 3:
+        return heading + '\n<p class="note">The input is not one image: no saliency maps.</p>'
     images, labels = next(iter(test_split.take(num_images).batch(num_images)))
     images = images.numpy()
     paths = run.trained_networks()
-    maps = {method: np.zeros((len(tasks), *images.shape[:3]), np.float32) for method in viz.SALIENCY_METHODS}
+    networks = {index: keras.saving.load_model(paths[tuple(group)], compile=False)
+                for index, group in enumerate(featured.groups) if index in featured.assignment.values()}
+    methods = [m for m in viz.SALIENCY_METHODS if all(viz.supports(m, n) for n in networks.values())]
+    maps = {method: np.zeros((len(tasks), *images.shape[:3]), np.float32) for method in methods}
     titles = [None] * len(tasks)
-    for index, group in enumerate(featured.groups):
+    for index, model in networks.items():
         rows = [r for r, t in enumerate(tasks) if featured.assignment[t.name] == index]
-        if not rows:
-            continue
-        model = keras.saving.load_model(paths[tuple(group)], compile=False)
         served = [tasks[r] for r in rows]
         outputs = model.predict(images, verbose=0)
-        for method in viz.SALIENCY_METHODS:
+        for method in methods:
             maps[method][rows] = viz.saliency_maps(model, served, images, method)
         for r, task in zip(rows, served):
             titles[r] = viz.prediction_titles(task, outputs[task.name], labels[task.name].numpy())
@@ -178,7 +179,10 @@ def _saliency_section(folder: str, run: RunDir, tasks: Sequence[Task], featured:
                       f"serving it in TAG's k={featured.budget:g} grouping (its prediction: the predicted class, "
                       f"or the value). Saliency: |d prediction / d pixel|; GradCAM++: the last convolution's "
                       f"class activation map.</p>"]
-    for method in viz.SALIENCY_METHODS:
+    if len(methods) < len(viz.SALIENCY_METHODS):
+        parts.append('<p class="note">GradCAM++ needs a convolution among the top-level layers of the serving '
+                     "networks; these keep theirs inside a nested model.</p>")
+    for method in methods:
         figure = viz.saliency_grid(images, maps[method], names, titles, method)
         parts.append(_figure(folder, f"saliency_{method.replace('+', 'p')}.png", figure, f"{method} maps"))
     return "\n".join(parts)

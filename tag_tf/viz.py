@@ -284,6 +284,22 @@ def _score(task: Task, output: np.ndarray):
     return lambda values: values[:, 0]
 
 
+def supports(method: str, model: keras.Model) -> bool:
+    """Whether `saliency_maps(model, ..., method)` can explain `model`: vanilla saliency always;
+    GradCAM++ when a convolution is a top-level layer of `heads_model` (tf-keras-vis looks there).
+
+    >>> from tag_tf.models import build_multitask_model, mlp_trunk
+    >>> model = build_multitask_model(mlp_trunk(3, hidden=(4,)), ["a"])
+    >>> supports("saliency", model), supports("gradcam++", model)
+    (True, False)
+    """
+    if method == "saliency":
+        return True
+    convolutions = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D)
+    wrapped = heads_model(model, list(model.output))
+    return any(isinstance(layer, convolutions) for layer in wrapped.layers)
+
+
 def saliency_maps(model: keras.Model, tasks: Sequence[Task], images: np.ndarray, method: str = "saliency") -> np.ndarray:
     """float32 [len(tasks), N, H, W] in [0, 1]: for each task's head of `model` (dict outputs) and
     each image of `images` [N, H, W, C], where the head's prediction is sensitive to the input.
@@ -299,7 +315,8 @@ def saliency_maps(model: keras.Model, tasks: Sequence[Task], images: np.ndarray,
     if images.ndim != 4:
         raise ValueError(f"saliency needs images [N, H, W, C], got shape {images.shape}.")
     wrapped = heads_model(model, [t.name for t in tasks])
-    outputs = [np.asarray(o) for o in wrapped([images], training=False)]
+    result = wrapped([images], training=False)
+    outputs = [np.asarray(o) for o in (result if isinstance(result, (list, tuple)) else [result])]  # one head: a tensor
     visualise = (Saliency if method == "saliency" else GradcamPlusPlus)(wrapped, clone=False)
     maps = []
     for i, task in enumerate(tasks):

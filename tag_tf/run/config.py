@@ -21,7 +21,7 @@ True
 >>> RunConfig().replace(epoch=2)
 Traceback (most recent call last):
 ...
-ValueError: Unknown setting(s) ['epoch']; valid settings: ['dataset', 'tasks', 'celeba_dir', ...].
+ValueError: Unknown setting(s) ['epoch']; valid settings: ['dataset', 'recipe', 'tasks', ...].
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from tag_tf.data import synthetic
 from tag_tf.distribute import STRATEGIES
 from tag_tf.tasks import as_tasks
 
-DATASETS = ("planted", "planted_tabular", "celeba_folder", "celeba_tfds")
+DATASETS = ("planted", "planted_tabular", "celeba_folder", "celeba_tfds", "recipe")
 DEFAULT_BASELINES = ("all_in_one", "single_task", "random")
 
 
@@ -59,8 +59,10 @@ class DataConfig:
     """The data of a run.
 
     Attributes:
-      dataset: one of `DATASETS`.
-      tasks: task names; empty means every task of a planted data set. Required for CelebA.
+      dataset: one of `DATASETS` ("recipe": the user's tasks, model and data, `tag_tf.run.recipe`).
+      recipe: the recipe's Python file or module (for `recipe`).
+      tasks: task names; empty means every task of a planted data set or a recipe. Required for
+        CelebA.
       celeba_dir: the official CelebA folder (for `celeba_folder`).
       tfds_data_dir, tfds_manual_dir: passed to `celeba.load_tfds` (for `celeba_tfds`).
       image_size: side of the square input images.
@@ -69,6 +71,7 @@ class DataConfig:
     """
 
     dataset: str = "planted"
+    recipe: str = ""
     tasks: tuple[str, ...] = ()
     celeba_dir: str = ""
     tfds_data_dir: str = ""
@@ -85,6 +88,10 @@ class DataConfig:
         check_positive_ints(self, ("image_size", "num_examples", "planted_groups", "tasks_per_group"))
         if self.dataset.startswith("celeba") and not self.tasks:
             raise ValueError(f"dataset {self.dataset!r} needs tasks: CelebA attribute names, e.g. Smiling,Young.")
+        if (self.dataset == "recipe") != bool(self.recipe):
+            raise ValueError("dataset 'recipe' goes with recipe (a Python file or module defining TASKS, build_model "
+                             f"and load_data), and recipe with dataset 'recipe'; got dataset={self.dataset!r}, "
+                             f"recipe={self.recipe!r}.")
         if self.dataset == "celeba_folder" and not self.celeba_dir:
             raise ValueError("dataset 'celeba_folder' needs celeba_dir: the folder of the official CelebA files.")
         if self.tasks:
@@ -246,10 +253,18 @@ class RunConfig:
         return [name for name in mine if mine[name] != theirs[name]]
 
     def check_paths(self) -> None:
-        """Raise ValueError if a folder the run reads does not exist (checked by `run` before any
-        work; not on construction, so that presets naming a folder absent here still load)."""
+        """Raise ValueError if a folder the run reads does not exist, or its recipe is not one
+        (checked by `run` before any work; not on construction, so that presets naming a folder
+        absent here still load)."""
         if self.data.dataset == "celeba_folder" and not os.path.isdir(self.data.celeba_dir):
             raise ValueError(f"celeba_dir {self.data.celeba_dir!r} does not exist.")
+        if self.data.dataset == "recipe":
+            from tag_tf.run.recipe import load_recipe  # imports the user's file
+
+            recipe = load_recipe(self.data.recipe)
+            unknown = [t for t in self.data.tasks if t not in [task.name for task in recipe.tasks]]
+            if unknown:
+                raise ValueError(f"Unknown task(s) {unknown}; the recipe's tasks are {[t.name for t in recipe.tasks]}.")
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)

@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from tag_tf.data import celeba, pipeline, synthetic
 from tag_tf.run.config import RunConfig
+from tag_tf.run.recipe import load_recipe
 from tag_tf.tasks import Task, as_tasks
 
 
@@ -29,6 +30,10 @@ class RunData:
 def load_data(config: RunConfig) -> RunData:
     """The run's train / validation / test splits, unbatched."""
     data, seed = config.data, config.runtime.seed
+    if data.dataset == "recipe":
+        recipe = load_recipe(data.recipe)
+        by_name = {t.name: t for t in recipe.tasks}
+        return RunData(recipe.load_data(), [by_name[n] for n in data.tasks] if data.tasks else recipe.tasks)
     if data.dataset in ("planted", "planted_tabular"):
         make = synthetic.planted_groups if data.dataset == "planted" else synthetic.planted_groups_tabular
         size = {"image_size": data.image_size} if data.dataset == "planted" else {}

@@ -11,35 +11,46 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 
 import keras
 import tensorflow as tf
 
 from tag_tf import balancing
-from tag_tf.affinity import AffinityConfig
+from tag_tf.affinity import AffinityConfig, check_optimizer
 from tag_tf.distribute import is_multi_worker, strategy_from_name
-from tag_tf.models import build_multitask_model, celeba_resnet_trunk, mlp_trunk
+from tag_tf.models import build_multitask_model, celeba_resnet_trunk, mlp_trunk, wrap
 from tag_tf.run.config import RunConfig
 from tag_tf.run.data import RunData, batches
+from tag_tf.run.recipe import load_recipe
 from tag_tf.tasks import Task
 from tag_tf.training import EpochSummary, MultiTaskModel, evaluate_distributed, fit_distributed
 
 
 def build_network(config: RunConfig, data: RunData, tasks: list[Task],
                   affinity: AffinityConfig | None = None) -> MultiTaskModel:
-    """A compiled multi-task network for `tasks` on the run's trunk, optimizer and strategy."""
+    """A compiled multi-task network for `tasks`: the recipe's model, or the run's trunk with a
+    linear head per task; the recipe's optimizer or the run's SGD; under the run's strategy."""
     keras.utils.set_random_seed(config.runtime.seed)
+    balancer = balancing.balancer_from_name(config.train.balancer)
+    sgd = functools.partial(keras.optimizers.SGD, config.train.learning_rate, momentum=config.train.momentum)
     with strategy_from_name(config.runtime.strategy).scope():
-        if config.data.dataset == "planted_tabular":
-            trunk = mlp_trunk(int(data.splits["train"].element_spec[0].shape[-1]))
+        if config.data.dataset == "recipe":
+            recipe = load_recipe(config.data.recipe)
+            model = wrap(recipe.build_model(tasks), tasks, affinity=affinity, balancer=balancer)
+            optimizer = recipe.optimizer(default=sgd)
         else:
-            trunk = celeba_resnet_trunk(config.data.image_size, filters=config.model.trunk_filters,
-                                        bn_momentum=config.model.bn_momentum)
-        model = build_multitask_model(trunk, tasks, affinity=affinity,
-                                      balancer=balancing.balancer_from_name(config.train.balancer))
-        model.compile(optimizer=keras.optimizers.SGD(config.train.learning_rate, momentum=config.train.momentum),
-                      jit_compile=config.runtime.jit_compile)
+            if config.data.dataset == "planted_tabular":
+                trunk = mlp_trunk(int(data.splits["train"].element_spec[0].shape[-1]))
+            else:
+                trunk = celeba_resnet_trunk(config.data.image_size, filters=config.model.trunk_filters,
+                                            bn_momentum=config.model.bn_momentum)
+            model = build_multitask_model(trunk, tasks, affinity=affinity, balancer=balancer)
+            optimizer = sgd()
+        if affinity is not None:
+            check_optimizer(optimizer)  # before any training: the lookahead needs its rule
+        model.compile(optimizer=optimizer, jit_compile=config.runtime.jit_compile)
     return model
 
 

@@ -1,0 +1,86 @@
+"""The whole pipeline on the user's own model and data: the two example recipes at tiny size, and
+bad recipes refused before any training. Run as a user runs it: a subprocess."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--epochs=1", "--steps_per_epoch=3", "--num_groups=2", "--baselines=all_in_one"]
+
+
+def pipeline(*flags, env=None):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env or {}))
+    return subprocess.run([sys.executable, "-m", "experiments.tag_pipeline", *flags], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=900)
+
+
+def test_recommender_recipe_runs_every_stage(tmp_path):
+    result = pipeline("--recipe=experiments/recipes/recommender.py", f"--run_dir={tmp_path}", *TINY)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.load(open(tmp_path / "metrics.json"))
+    assert metrics["tasks"] == ["click", "like", "watch_time", "price_tier", "coupon"]
+    assert [row["name"] for row in metrics["groupings"]] == ["tag_k2", "all_in_one"]
+    config = json.load(open(tmp_path / "config.json"))
+    assert config["data"]["dataset"] == "recipe" and config["data"]["recipe"].endswith("recommender.py")
+    spec = json.load(open(tmp_path / "export" / "tag_k2" / "1" / "assets" / "tasks.json"))
+    assert [i["name"] for i in spec["inputs"]] == ["user", "item", "context"]
+    assert "serving_tf_example" in spec["signatures"] and "serving_bytes" not in spec["signatures"]
+    assert "The input is not one image" in open(tmp_path / "report" / "index.html").read()
+
+
+def test_mobilenet_recipe_runs_every_stage_on_the_celeba_sample(tmp_path, celeba_sample):
+    """Two tasks, one network, no baselines: tracing MobileNet's per-task gradients is most of the cost."""
+    result = pipeline("--recipe=experiments/recipes/celeba_mobilenet.py", f"--run_dir={tmp_path}",
+                      "--tasks=Smiling,Male", "--epochs=1", "--steps_per_epoch=2", "--num_groups=1", "--baselines=",
+                      env={"CELEBA_DIR": celeba_sample, "RECIPE_IMAGE_SIZE": "32"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.load(open(tmp_path / "metrics.json"))
+    assert metrics["tasks"] == ["Smiling", "Male"] and [r["name"] for r in metrics["groupings"]] == ["tag_k1"]
+    spec = json.load(open(tmp_path / "export" / "tag_k1" / "1" / "assets" / "tasks.json"))
+    assert spec["inputs"][0]["shape"] == [None, 32, 32, 3] and "serving_bytes" in spec["signatures"]
+    assert os.path.exists(tmp_path / "report" / "saliency_saliency.png")
+
+
+GOOD = """
+import keras
+import tensorflow as tf
+TASKS = ["a", "b"]
+def load_data():
+    x = tf.random.stateless_normal((40, 3), seed=[0, 0])
+    y = {"a": tf.cast(x[:, 0] > 0, tf.int32), "b": tf.cast(x[:, 1] > 0, tf.int32)}
+    return {s: tf.data.Dataset.from_tensor_slices((x, y)) for s in ("train", "validation", "test")}
+def build_model(tasks):
+    x = keras.Input((3,), name="x")
+    h = keras.layers.Dense(4)(x)
+    return keras.Model(x, {t.name: keras.layers.Dense(1)(h) for t in tasks})
+"""
+
+
+@pytest.mark.parametrize("change, message", [
+    ("del build_model", "defines no build_model: a recipe needs TASKS, build_model(tasks) and load_data()"),
+    ("_build = build_model\ndef build_model(tasks):\n    return _build([t for t in tasks] + [type(tasks[0])('c')])",
+     "returned outputs for ['a', 'b', 'c']; it must return exactly the tasks it is given"),
+    ("_load = load_data\ndef load_data():\n    return {s: d.map(lambda x, y: (x, {'a': y['a']})) for s, d in _load().items()}",
+     "the 'train' split has no label for task(s) ['b']"),
+    ("def optimizer():\n    return keras.optimizers.RMSprop()", "The affinity lookahead has no rule for optimizer RMSprop"),
+])
+def test_bad_recipes_fail_before_any_training(tmp_path, change, message):
+    recipe = tmp_path / "recipe.py"
+    recipe.write_text(textwrap.dedent(GOOD) + "\n" + change + "\n")
+    result = pipeline(f"--recipe={recipe}", f"--run_dir={tmp_path / 'run'}", *TINY)
+    assert result.returncode != 0 and message in result.stderr, result.stderr[-2000:]
+    assert not os.path.exists(tmp_path / "run" / "affinity.json")
+    assert "epoch 1/1" not in result.stderr  # nothing trained
+
+
+def test_the_good_recipe_itself_runs(tmp_path):
+    recipe = tmp_path / "recipe.py"
+    recipe.write_text(textwrap.dedent(GOOD))
+    result = pipeline(f"--recipe={recipe}", f"--run_dir={tmp_path / 'run'}", "--baselines=single_task", *TINY[:3])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert os.path.exists(tmp_path / "run" / "report" / "index.html")
