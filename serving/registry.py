@@ -30,10 +30,11 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 from tensorflow.core.protobuf import saved_model_pb2
-from tensorflow_serving.apis import get_model_metadata_pb2, prediction_log_pb2
+from tensorflow_serving.apis import get_model_metadata_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
-from tag_tf.export import WARMUP_FILE, existing_versions
+from tag_tf.export import existing_versions
+from tag_tf.export_check import warmup_requests
 
 HTTP_STATUS = {
     grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.FAILED_PRECONDITION: 400,
@@ -179,11 +180,8 @@ class ModelRegistry:
 
     def _load(self, name: str, version: int, path: str) -> Servable:
         servable = Servable(name, version, path)
-        if self.warmup and os.path.exists(os.path.join(path, WARMUP_FILE)):
-            for record in tf.data.TFRecordDataset(os.path.join(path, WARMUP_FILE)).as_numpy_iterator():
-                request = prediction_log_pb2.PredictionLog.FromString(record).predict_log.request
-                servable.run(request.model_spec.signature_name,
-                             {k: tf.make_ndarray(v) for k, v in request.inputs.items()})
+        for request in warmup_requests(path) if self.warmup else []:
+            servable.run(request.model_spec.signature_name, {k: tf.make_ndarray(v) for k, v in request.inputs.items()})
         return servable
 
     def resolve(self, name: str, version: int | None = None, label: str | None = None) -> Servable:

@@ -15,9 +15,12 @@ request, and an answer is a probability [batch] (binary), class probabilities [b
 groups, assignment, thresholds, input spec, affinity summary, versions) and
 `assets.extra/tf_serving_warmup_requests` (PredictionLog records TF Serving replays on load).
 
-The version directory is written under a hidden temporary name in the model folder, then renamed
-(`tag_tf.io.atomic_directory`):
-a polling server (TF Serving only loads numeric directories) never sees half a model.
+The version directory is written under a hidden temporary name in the model folder, checked as
+TF Serving will load it (`tag_tf.export_check.check_version_dir`: through TensorFlow's C API, every
+signature against the Keras networks, the warmup requests replayed), then renamed
+(`tag_tf.io.atomic_directory`): a polling server (TF Serving only loads numeric directories) never
+sees half a model or one that fails the check. Exports to one model take turns (a lock file,
+`.export.lock`), and each removes the temporaries an export killed before it left behind.
 
 >>> import tempfile, numpy as np, tensorflow as tf
 >>> from tag_tf.models import build_multitask_model, mlp_trunk
@@ -46,15 +49,16 @@ import tensorflow as tf
 
 import tag_tf
 from tag_tf.affinity import TaskAffinity
-from tag_tf.io import atomic_directory, write_json_atomic
+from tag_tf.export_check import WARMUP_FILE, check_version_dir
+from tag_tf.io import atomic_directory, exclusive_folder, write_json_atomic
 from tag_tf.tasks import Task
 
 BYTES_SIGNATURE = "serving_bytes"
 BYTES_INPUT = "image_bytes"
-WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 TASKS_FILE = os.path.join("assets", "tasks.json")
 MODEL_NAME_PATTERN = re.compile(r"[A-Za-z0-9_.\-]+")
 BINARY_THRESHOLD = 0.5
+EXPORT_LOCK = ".export.lock"  # held while a version is written; TF Serving ignores non-numeric names
 
 
 def export_multihead(
@@ -82,20 +86,25 @@ def export_multihead(
         for each task, the mean affinity onto it from the other tasks of its network).
 
     Raises ValueError, before writing anything, for an unknown or unserved task, a network index
-    out of range, networks on different inputs, a bad model name or a taken version.
+    out of range, networks on different inputs, a bad model name or a taken version;
+    `tag_tf.export_check.ExportCheckError` (a ValueError), leaving no version behind, when the
+    written SavedModel fails the check through TF Serving's load path.
     """
     tasks = check_networks(networks, assignment)
     if not isinstance(model_name, str) or not MODEL_NAME_PATTERN.fullmatch(model_name):
         raise ValueError(f"model_name {model_name!r} is not valid: use letters, digits, '_', '.' or '-'.")
     model_dir = os.path.join(export_base, model_name)
-    version = check_version(model_dir, version)
-    with atomic_directory(os.path.join(model_dir, str(version))) as tmp:
-        with quiet_tensorflow_logs():  # an INFO line per function and asset otherwise
-            build_archive(networks, tasks, assignment).write_out(tmp, verbose=False)
-        write_json_atomic(os.path.join(tmp, TASKS_FILE),
-                          tasks_summary(networks, tasks, assignment, model_name, version, affinity))
-        if warmup:
-            write_warmup_requests(os.path.join(tmp, WARMUP_FILE), model_name, input_spec(networks[0]))
+    check_version(model_dir, version)  # before anything is written
+    with exclusive_folder(model_dir, EXPORT_LOCK):
+        version = check_version(model_dir, version)  # again, now that no other export runs
+        with atomic_directory(os.path.join(model_dir, str(version))) as tmp:
+            with quiet_tensorflow_logs():  # an INFO line per function and asset otherwise
+                build_archive(networks, tasks, assignment).write_out(tmp, verbose=False)
+            write_json_atomic(os.path.join(tmp, TASKS_FILE),
+                              tasks_summary(networks, tasks, assignment, model_name, version, affinity))
+            if warmup:
+                write_warmup_requests(os.path.join(tmp, WARMUP_FILE), model_name, input_spec(networks[0]))
+            check_version_dir(tmp, keras_reference(networks, tasks, assignment))
     return os.path.join(model_dir, str(version))
 
 
@@ -214,6 +223,19 @@ def build_archive(networks: Sequence[keras.Model], tasks: Sequence[Task],
     archive = keras.export.ExportArchive()
     for network in networks:
         archive.track(network)
+    answers = served_answers_fn(networks, tasks, assignment)
+    archive.add_endpoint("serving_default", answers, [spec])  # input key: the spec's name
+    if is_image(spec):
+        height, width = spec.shape[1:3]
+        archive.add_endpoint(BYTES_SIGNATURE, lambda data: answers(decode_images(data, height, width)),
+                             [tf.TensorSpec([None], tf.string, name=BYTES_INPUT)])
+    for i, network in enumerate(networks):
+        archive.add_endpoint(f"group_{i}", own_answers_fn(network), [spec])
+    return archive
+
+
+def served_answers_fn(networks: Sequence[keras.Model], tasks: Sequence[Task], assignment: Mapping[str, int]):
+    """x -> every task's answer from the network serving it (each network runs once)."""
     serving = [(i, [t for t in tasks if assignment[t.name] == i]) for i in range(len(networks))]
     serving = [(i, served) for i, served in serving if served]
 
@@ -224,14 +246,27 @@ def build_archive(networks: Sequence[keras.Model], tasks: Sequence[Task],
             result.update({t.name: serving_answer(t, outputs[t.name]) for t in served})
         return result
 
-    archive.add_endpoint("serving_default", answers, [spec])  # input key: the spec's name
-    if is_image(spec):
-        height, width = spec.shape[1:3]
-        archive.add_endpoint(BYTES_SIGNATURE, lambda data: answers(decode_images(data, height, width)),
-                             [tf.TensorSpec([None], tf.string, name=BYTES_INPUT)])
-    for i, network in enumerate(networks):
-        archive.add_endpoint(f"group_{i}", own_answers_fn(network), [spec])
-    return archive
+    return answers
+
+
+def keras_reference(networks: Sequence[keras.Model], tasks: Sequence[Task], assignment: Mapping[str, int]):
+    """(signature name, {input: array}) -> {task: array}: what each signature of the export must
+    answer, computed from the Keras networks (the reference of `check_version_dir`)."""
+    spec = input_spec(networks[0])
+    by_signature = {"serving_default": served_answers_fn(networks, tasks, assignment),
+                    **{f"group_{i}": own_answers_fn(n) for i, n in enumerate(networks)}}
+
+    def reference(signature, inputs):
+        if signature == BYTES_SIGNATURE:
+            x = decode_images(tf.constant(inputs[BYTES_INPUT]), *spec.shape[1:3])
+            return {k: v.numpy() for k, v in by_signature["serving_default"](x).items()}
+        if signature not in by_signature:
+            raise ValueError(f"The export has a signature {signature!r} no network answers; "
+                             f"expected {sorted(by_signature) + ([BYTES_SIGNATURE] if is_image(spec) else [])}.")
+        x = tf.constant(inputs[spec.name])
+        return {k: v.numpy() for k, v in by_signature[signature](x).items()}
+
+    return reference
 
 
 def own_answers_fn(network: keras.Model):
