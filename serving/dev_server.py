@@ -48,6 +48,7 @@ from tensorflow_serving.apis import (  # noqa: E402
     get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc, predict_pb2,
     prediction_service_pb2_grpc)
 from tensorflow_serving.config import model_server_config_pb2  # noqa: E402
+from tensorflow.core.protobuf import error_codes_pb2  # noqa: E402
 
 from serving import rest_api  # noqa: E402
 from tag_tf.deployment import model_server_config, read_models_config  # noqa: E402
@@ -69,13 +70,20 @@ def route(path: str) -> dict | None:
 
 
 def status_response(registry: ModelRegistry, name: str, version: int | None, label: str | None):
-    """A GetModelStatusResponse for one version or every served version."""
-    versions = [registry.resolve(name, version, label).version] if version or label else registry.versions(name)
-    if not versions:
+    """A GetModelStatusResponse for one version or for every version served or failed (a failed
+    one as TF Serving shows it: state END, its load error in `status`)."""
+    states = registry.states(name)
+    if version or label:
+        wanted = registry.label_version(name, label) if label else version
+        states = [s for s in states if s[0] == wanted] or [(registry.resolve(name, version, label).version, "AVAILABLE", "")]
+    if not states:
         raise ServingError(grpc.StatusCode.NOT_FOUND, f"Could not find any versions of model {name}")
     response = get_model_status_pb2.GetModelStatusResponse()
-    for v in versions:
-        response.model_version_status.add(version=v, state=get_model_status_pb2.ModelVersionStatus.AVAILABLE)
+    for v, state, error in states:
+        entry = response.model_version_status.add(version=v, state=get_model_status_pb2.ModelVersionStatus.State.Value(state))
+        if error:
+            entry.status.error_code = error_codes_pb2.UNKNOWN
+            entry.status.error_message = error
     return response
 
 
@@ -246,14 +254,14 @@ class DevServer:
       config: a `ModelServerConfig`.
       port, rest_api_port: gRPC and REST ports; 0 picks a free one (see `.port`, `.rest_api_port`
         after `start()`).
-      host: the address to bind.
+      host: the address to bind (this machine only by default; "0.0.0.0" opens it to the network).
       poll_seconds: how often to look for new or removed version directories.
       max_request_bytes: the largest REST body accepted (413 beyond).
       threads: worker threads of the gRPC server (REST uses one thread per connection).
     """
 
     def __init__(self, config: model_server_config_pb2.ModelServerConfig, port: int = 8500,
-                 rest_api_port: int = 8501, host: str = "0.0.0.0", poll_seconds: float = 1.0,
+                 rest_api_port: int = 8501, host: str = "127.0.0.1", poll_seconds: float = 1.0,
                  max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, threads: int = 16):
         if poll_seconds <= 0:
             raise ValueError(f"poll_seconds must be > 0, got {poll_seconds!r}.")
@@ -348,7 +356,8 @@ flags.DEFINE_string("model_name", None, "Serve one model: its name (with --model
 flags.DEFINE_string("model_base_path", None, "Serve one model: the folder of its version directories.")
 flags.DEFINE_integer("port", 8500, "gRPC port (0: any free port).")
 flags.DEFINE_integer("rest_api_port", 8501, "REST port (0: any free port).")
-flags.DEFINE_string("host", "0.0.0.0", "Address to bind.")
+flags.DEFINE_string("host", "127.0.0.1", "Address to bind: this machine only by default; --host=0.0.0.0 opens "
+                    "the server to the network (TF Serving is the production server).")
 flags.DEFINE_float("file_system_poll_wait_seconds", 1.0, "Seconds between looks for new model versions.")
 flags.DEFINE_integer("max_request_bytes", DEFAULT_MAX_REQUEST_BYTES, "Largest REST body (or gRPC message) accepted.")
 flags.DEFINE_integer("grpc_max_threads", 16, "Worker threads of the gRPC server.")
