@@ -113,7 +113,8 @@ class TFServingClient:
                 "metadata": {"signature_def": json_format.MessageToDict(signatures, preserving_proto_field_name=True)}}
 
     def status(self, model: str, *, protocol: str = "rest", version: int | None = None) -> list[dict]:
-        """[{"version": int, "state": "AVAILABLE" | ...}] for the served versions (or one)."""
+        """[{"version": int, "state": "AVAILABLE" | "END" | ...}] for the served and failed versions
+        (or one); a version that failed to load also has "error": the server's message."""
         _check_protocol(protocol)
         if protocol == "rest":
             answer = self._rest("GET", _model_path(model, version))
@@ -122,7 +123,9 @@ class TFServingClient:
             _fill_spec(request.model_spec, model, version, "")
             answer = json_format.MessageToDict(self._grpc(self._models.GetModelStatus, request),
                                                preserving_proto_field_name=True)
-        return [{"version": int(s["version"]), "state": s["state"]} for s in answer["model_version_status"]]
+        return [{"version": int(s["version"]), "state": s["state"],
+                 **({"error": s["status"]["error_message"]} if s.get("status", {}).get("error_message") else {})}
+                for s in answer["model_version_status"]]
 
     def close(self) -> None:
         self._channel.close()

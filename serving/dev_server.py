@@ -27,6 +27,7 @@ True
 
 from __future__ import annotations
 
+import dataclasses
 import http.server
 import json
 import os
@@ -48,8 +49,10 @@ from tensorflow_serving.apis import (  # noqa: E402
     get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc, predict_pb2,
     prediction_service_pb2_grpc)
 from tensorflow_serving.config import model_server_config_pb2  # noqa: E402
+from tensorflow.core.protobuf import error_codes_pb2  # noqa: E402
 
 from serving import rest_api  # noqa: E402
+from serving.limits import Limits, check_shape, tensor_from_proto  # noqa: E402
 from tag_tf.deployment import model_server_config, read_models_config  # noqa: E402
 from serving.registry import HTTP_STATUS, ModelRegistry, Servable, ServingError  # noqa: E402
 
@@ -69,13 +72,20 @@ def route(path: str) -> dict | None:
 
 
 def status_response(registry: ModelRegistry, name: str, version: int | None, label: str | None):
-    """A GetModelStatusResponse for one version or every served version."""
-    versions = [registry.resolve(name, version, label).version] if version or label else registry.versions(name)
-    if not versions:
+    """A GetModelStatusResponse for one version or for every version served or failed (a failed
+    one as TF Serving shows it: state END, its load error in `status`)."""
+    states = registry.states(name)
+    if version or label:
+        wanted = registry.label_version(name, label) if label else version
+        states = [s for s in states if s[0] == wanted] or [(registry.resolve(name, version, label).version, "AVAILABLE", "")]
+    if not states:
         raise ServingError(grpc.StatusCode.NOT_FOUND, f"Could not find any versions of model {name}")
     response = get_model_status_pb2.GetModelStatusResponse()
-    for v in versions:
-        response.model_version_status.add(version=v, state=get_model_status_pb2.ModelVersionStatus.AVAILABLE)
+    for v, state, error in states:
+        entry = response.model_version_status.add(version=v, state=get_model_status_pb2.ModelVersionStatus.State.Value(state))
+        if error:
+            entry.status.error_code = error_codes_pb2.UNKNOWN
+            entry.status.error_message = error
     return response
 
 
@@ -119,11 +129,16 @@ class RestHandler(http.server.BaseHTTPRequestHandler):
                                f"Only :predict is served here, got {parts['verb'] or 'no verb'}.")
         body = self._read_json()
         servable = self.server.registry.resolve(parts["model"], parts["version"], parts["label"])
-        signature = servable.signature_name(body.get("signature_name") if isinstance(body, dict) else None)
+        name = body.get("signature_name") if isinstance(body, dict) else None
+        if name is not None and not isinstance(name, str):
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, f"'signature_name' must be a string, got {json.dumps(name)[:100]}.")
+        signature = servable.signature_name(name)
         dtypes = {k: object if spec.dtype == tf.string else spec.dtype.as_numpy_dtype
                   for k, spec in servable.inputs[signature].items()}
         try:
             inputs, row = rest_api.parse_predict_request(body, dtypes)
+            for name, value in inputs.items():
+                check_shape(name, value.shape, self.server.limits)
             return rest_api.predict_response(servable.run(signature, inputs), row)
         except rest_api.BadRequest as error:
             raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, str(error)) from None
@@ -132,20 +147,21 @@ class RestHandler(http.server.BaseHTTPRequestHandler):
         length = self.headers.get("Content-Length")
         if length is None or not length.isdigit():
             raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "A POST needs a Content-Length header.")
-        if int(length) > self.server.max_request_bytes:
+        limit = self.server.limits.max_request_bytes
+        if int(length) > limit:
             self.close_connection = True
             self._discard(int(length))
             raise ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                               f"Request body of {length} bytes exceeds the limit of {self.server.max_request_bytes}.")
+                               f"Request body of {length} bytes exceeds the limit of {limit}.")
         try:
-            return json.loads(self.rfile.read(int(length)))
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, f"JSON Parse error: {error}") from None
+            return rest_api.loads(self.rfile.read(int(length)), self.server.limits.max_json_depth)
+        except rest_api.BadRequest as error:
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, str(error)) from None
 
     def _discard(self, length: int, chunk: int = 1 << 16) -> None:
         """Read and drop an oversized body (up to 64x the limit), in chunks, so that a client still
         sending it reads the 413 instead of a broken pipe; beyond that the connection is cut."""
-        if length > 64 * self.server.max_request_bytes:
+        if length > 64 * self.server.limits.max_request_bytes:
             return
         while length > 0:
             read = len(self.rfile.read(min(chunk, length)))
@@ -161,6 +177,9 @@ class RestHandler(http.server.BaseHTTPRequestHandler):
             status, body = 200, handler(parts)
         except ServingError as error:
             status, body = HTTP_STATUS.get(error.code, 500), {"error": str(error)}
+        except Exception as error:  # a bug, not the request's fault: a 500 with the reason, and logged
+            logging.exception("REST %s %s failed", self.command, self.path)
+            status, body = 500, {"error": f"Internal error: {type(error).__name__}: {error}"}
         data = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -177,13 +196,15 @@ class RestHandler(http.server.BaseHTTPRequestHandler):
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     """gRPC PredictionService: Predict and GetModelMetadata."""
 
-    def __init__(self, registry: ModelRegistry):
-        self.registry = registry
+    def __init__(self, registry: ModelRegistry, limits: Limits):
+        self.registry, self.limits = registry, limits
 
     def Predict(self, request, context):
         with _grpc_errors(context):
             servable = _resolve(self.registry, request.model_spec)
-            inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+            specs = servable.inputs[servable.signature_name(request.model_spec.signature_name)]
+            inputs = {k: tensor_from_proto(k, v, self.limits, specs[k].dtype if k in specs else None)
+                      for k, v in request.inputs.items()}
             outputs = servable.run(request.model_spec.signature_name, inputs, list(request.output_filter))
             response = predict_pb2.PredictResponse()
             response.model_spec.CopyFrom(_spec(servable, request.model_spec.signature_name or "serving_default"))
@@ -246,32 +267,36 @@ class DevServer:
       config: a `ModelServerConfig`.
       port, rest_api_port: gRPC and REST ports; 0 picks a free one (see `.port`, `.rest_api_port`
         after `start()`).
-      host: the address to bind.
+      host: the address to bind (this machine only by default; "0.0.0.0" opens it to the network).
       poll_seconds: how often to look for new or removed version directories.
       max_request_bytes: the largest REST body accepted (413 beyond).
+      limits: the other limits of a request (`serving.limits.Limits`: batch size, tensor
+        elements, JSON depth); its max_request_bytes is replaced by the argument above.
       threads: worker threads of the gRPC server (REST uses one thread per connection).
     """
 
     def __init__(self, config: model_server_config_pb2.ModelServerConfig, port: int = 8500,
-                 rest_api_port: int = 8501, host: str = "0.0.0.0", poll_seconds: float = 1.0,
-                 max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, threads: int = 16):
+                 rest_api_port: int = 8501, host: str = "127.0.0.1", poll_seconds: float = 1.0,
+                 max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, threads: int = 16, limits: Limits | None = None):
         if poll_seconds <= 0:
             raise ValueError(f"poll_seconds must be > 0, got {poll_seconds!r}.")
         self.registry = ModelRegistry(config)
         self.port, self.rest_api_port, self.host = port, rest_api_port, host
         self.poll_seconds, self.max_request_bytes, self.threads = poll_seconds, max_request_bytes, threads
+        self.limits = dataclasses.replace(limits or Limits(), max_request_bytes=max_request_bytes)
         self._stop = threading.Event()
 
     def start(self) -> "DevServer":
         self.registry.refresh()
         options = [("grpc.max_receive_message_length", self.max_request_bytes)]
         self._grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=self.threads), options=options)
-        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(self.registry), self._grpc)
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(self.registry, self.limits),
+                                                                            self._grpc)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelStatusServicer(self.registry), self._grpc)
         self.port = self._grpc.add_insecure_port(f"{self.host}:{self.port}")
         self._rest = http.server.ThreadingHTTPServer((self.host, self.rest_api_port), RestHandler)
         self._rest.daemon_threads = True
-        self._rest.registry, self._rest.max_request_bytes = self.registry, self.max_request_bytes
+        self._rest.registry, self._rest.limits = self.registry, self.limits
         self.rest_api_port = self._rest.server_address[1]
         self._grpc.start()
         self._threads = [threading.Thread(target=self._rest.serve_forever, daemon=True),
@@ -348,10 +373,14 @@ flags.DEFINE_string("model_name", None, "Serve one model: its name (with --model
 flags.DEFINE_string("model_base_path", None, "Serve one model: the folder of its version directories.")
 flags.DEFINE_integer("port", 8500, "gRPC port (0: any free port).")
 flags.DEFINE_integer("rest_api_port", 8501, "REST port (0: any free port).")
-flags.DEFINE_string("host", "0.0.0.0", "Address to bind.")
+flags.DEFINE_string("host", "127.0.0.1", "Address to bind: this machine only by default; --host=0.0.0.0 opens "
+                    "the server to the network (TF Serving is the production server).")
 flags.DEFINE_float("file_system_poll_wait_seconds", 1.0, "Seconds between looks for new model versions.")
 flags.DEFINE_integer("max_request_bytes", DEFAULT_MAX_REQUEST_BYTES, "Largest REST body (or gRPC message) accepted.")
 flags.DEFINE_integer("grpc_max_threads", 16, "Worker threads of the gRPC server.")
+flags.DEFINE_integer("max_batch_size", Limits.max_batch_size, "Largest first dimension of an input tensor (400 beyond).")
+flags.DEFINE_integer("max_tensor_elements", Limits.max_tensor_elements, "Most elements of one input tensor (400 beyond).")
+flags.DEFINE_integer("max_json_depth", Limits.max_json_depth, "Deepest nesting of a REST body (400 beyond).")
 
 
 def config_from_flags() -> model_server_config_pb2.ModelServerConfig:
@@ -368,8 +397,10 @@ def main(argv):
     del argv
     try:
         config = config_from_flags()
+        limits = Limits(max_batch_size=FLAGS.max_batch_size, max_tensor_elements=FLAGS.max_tensor_elements,
+                        max_json_depth=FLAGS.max_json_depth)
         server = DevServer(config, FLAGS.port, FLAGS.rest_api_port, FLAGS.host, FLAGS.file_system_poll_wait_seconds,
-                           FLAGS.max_request_bytes, FLAGS.grpc_max_threads)
+                           FLAGS.max_request_bytes, FLAGS.grpc_max_threads, limits)
     except ValueError as error:
         raise app.UsageError(str(error))
     server.start()

@@ -21,6 +21,7 @@ NOT_FOUND Servable not found for request: Latest(m)
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from typing import Mapping
@@ -30,10 +31,11 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 from tensorflow.core.protobuf import saved_model_pb2
-from tensorflow_serving.apis import get_model_metadata_pb2, prediction_log_pb2
+from tensorflow_serving.apis import get_model_metadata_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
-from tag_tf.export import WARMUP_FILE, existing_versions
+from tag_tf.export import TASKS_FILE, existing_versions
+from tag_tf.export_check import warmup_requests
 
 HTTP_STATUS = {
     grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.FAILED_PRECONDITION: 400,
@@ -63,6 +65,7 @@ class Servable:
 
     def __init__(self, name: str, version: int, path: str):
         self.name, self.version, self.path = name, version, path
+        self.tasks = read_tasks_file(path)
         self._loaded = tf.saved_model.load(path)
         self.signatures = dict(self._loaded.signatures)
         self.inputs = {k: dict(fn.structured_input_signature[1]) for k, fn in self.signatures.items()}
@@ -104,8 +107,30 @@ class Servable:
         return {key: value.numpy() for key, value in outputs.items() if not output_filter or key in output_filter}
 
 
+def read_tasks_file(path: str) -> dict | None:
+    """The version's `assets/tasks.json` (None without one); ValueError naming the file when it is
+    not a JSON object listing named tasks.
+
+    >>> read_tasks_file("/no/such/version") is None
+    True
+    """
+    file = os.path.join(path, TASKS_FILE)
+    if not os.path.exists(file):
+        return None
+    try:
+        with open(file, "rb") as f:
+            summary = json.loads(f.read())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ValueError(f"{file} is not JSON: {error}") from None
+    tasks = summary.get("tasks") if isinstance(summary, dict) else None
+    if not isinstance(tasks, list) or not all(isinstance(t, dict) and isinstance(t.get("name"), str) for t in tasks):
+        raise ValueError(f"{file} does not list tasks (an object with \"tasks\": [{{\"name\": ...}}, ...]).")
+    return summary
+
+
 def check_input(name: str, value: np.ndarray, spec: tf.TensorSpec) -> tf.Tensor:
-    """`value` as a tensor of the spec's dtype and shape; INVALID_ARGUMENT otherwise.
+    """`value` as a tensor of the spec's dtype and shape, finite when it holds floats;
+    INVALID_ARGUMENT otherwise.
 
     >>> try:
     ...     check_input("x", np.zeros((2, 3)), tf.TensorSpec([None, 4], tf.float32))
@@ -123,6 +148,10 @@ def check_input(name: str, value: np.ndarray, spec: tf.TensorSpec) -> tf.Tensor:
     if not spec.shape.is_compatible_with(value.shape):
         raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
                            f"Input {name!r} must have shape {spec.shape.as_list()}, got {list(value.shape)}.")
+    if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                           f"Input {name!r} holds {int(np.sum(~np.isfinite(value)))} NaN or infinite value(s); "
+                           "the model answers finite inputs only.")
     return tf.convert_to_tensor(value, spec.dtype)
 
 
@@ -145,56 +174,138 @@ def policy_versions(config: model_server_config_pb2.ModelConfig, available: list
     return list(available[-max(policy.latest.num_versions, 1):]) if available else []
 
 
+PLATFORMS = ("tensorflow",)
+
+
+def check_model_configs(config: model_server_config_pb2.ModelServerConfig) -> dict:
+    """{name: ModelConfig} after checking what TF Serving would refuse, or what could never serve:
+    ValueError naming the model and the path for a missing base path, another platform, a
+    duplicate name, an empty `specific` policy.
+
+    >>> config = model_server_config_pb2.ModelServerConfig()
+    >>> _ = config.model_config_list.config.add(name="m", base_path="/no/such/folder", model_platform="tensorflow")
+    >>> check_model_configs(config)
+    Traceback (most recent call last):
+    ...
+    ValueError: Model 'm': base_path '/no/such/folder' is not a directory.
+    """
+    kind = config.WhichOneof("config")
+    if kind != "model_config_list" or not config.model_config_list.config:
+        raise ValueError(f"The model server config must list models (model_config_list), got {kind!r}.")
+    configs = {}
+    for entry in config.model_config_list.config:
+        if not entry.name or entry.name in configs:
+            raise ValueError(f"Model names must be unique and non-empty; got {entry.name!r} "
+                             f"(models: {[c.name for c in config.model_config_list.config]}).")
+        if entry.model_platform not in PLATFORMS:
+            raise ValueError(f"Model {entry.name!r} (base_path {entry.base_path!r}): model_platform "
+                             f"{entry.model_platform!r} is not served here; valid choices: {list(PLATFORMS)}.")
+        if not os.path.isdir(entry.base_path):
+            raise ValueError(f"Model {entry.name!r}: base_path {entry.base_path!r} is not a directory.")
+        policy = entry.model_version_policy
+        if policy.WhichOneof("policy_choice") == "specific" and not policy.specific.versions:
+            raise ValueError(f"Model {entry.name!r} ({entry.base_path}): the specific version policy lists no versions.")
+        configs[entry.name] = entry
+    return configs
+
+
+def fingerprint(path: str) -> tuple:
+    """(relative path, size, mtime) of every file under `path`: changes when a copy goes on.
+
+    >>> fingerprint("/no/such/folder")
+    ()
+    """
+    files = []
+    for root, _, names in os.walk(path):
+        for name in names:
+            try:
+                stat = os.stat(os.path.join(root, name))
+            except OSError:  # removed meanwhile
+                continue
+            files.append((os.path.relpath(os.path.join(root, name), path), stat.st_size, stat.st_mtime_ns))
+    return tuple(sorted(files))
+
+
 class ModelRegistry:
     """Loads and serves the models of a `ModelServerConfig`; `refresh()` syncs with the disk.
 
+    As TF Serving (its availability-preserving policy): a version the policy picks is loaded and
+    warmed up before it serves; one that fails to load is logged, shown in the model status
+    (state END with the error) and not tried again until its directory changes; a version the
+    policy no longer picks is unloaded once another picked version serves (at once when its
+    model's folder has no versions left), so a newer version that fails never takes the model down.
+
     Args:
-      config: the models (name, base_path, model_version_policy, version_labels).
+      config: the models (name, base_path, model_platform, model_version_policy, version_labels);
+        ValueError naming the model and path for one that cannot be served (`check_model_configs`).
       warmup: replay each version's warmup requests before serving it.
     """
 
     def __init__(self, config: model_server_config_pb2.ModelServerConfig, warmup: bool = True):
-        kind = config.WhichOneof("config")
-        if kind != "model_config_list" or not config.model_config_list.config:
-            raise ValueError(f"The model server config must list models (model_config_list), got {kind!r}.")
-        self.configs = {c.name: c for c in config.model_config_list.config}
+        self.configs = check_model_configs(config)
         self.warmup = warmup
         self._servables: dict[str, dict[int, Servable]] = {name: {} for name in self.configs}
+        self._failures: dict[str, dict[int, tuple[tuple, str]]] = {name: {} for name in self.configs}
         self._lock = threading.Lock()
         self._refresh_lock = threading.Lock()
 
     def refresh(self) -> None:
-        """Load the versions each policy now picks, then drop those it no longer picks."""
+        """Load the versions each policy now picks, then unload those it no longer picks."""
         with self._refresh_lock:
             for name, config in self.configs.items():
-                wanted = policy_versions(config, existing_versions(config.base_path))
-                for version in wanted:
-                    if version not in self._servables[name]:
-                        servable = self._load(name, version, os.path.join(config.base_path, str(version)))
-                        with self._lock:
-                            self._servables[name] = {**self._servables[name], version: servable}
-                        logging.info("model %s: version %d available", name, version)
-                with self._lock:
-                    self._servables[name] = {v: s for v, s in self._servables[name].items() if v in wanted}
+                self._refresh_model(name, config)
+
+    def _refresh_model(self, name: str, config) -> None:
+        wanted = policy_versions(config, existing_versions(config.base_path))
+        failures = {v: f for v, f in self._failures[name].items() if v in wanted}
+        for version in wanted:
+            if version in self._servables[name]:
+                continue
+            path = os.path.join(config.base_path, str(version))
+            files = fingerprint(path)
+            if version in failures and failures[version][0] == files:
+                continue  # failed before, unchanged since
+            try:
+                servable = self._load(name, version, path)
+            except Exception as error:  # any broken version: logged and shown in the status, never served
+                message = f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0]}"
+                failures[version] = (files, message)
+                logging.error("model %s: version %d at %s failed to load, not served: %s", name, version, path, message)
+                continue
+            failures.pop(version, None)
+            with self._lock:
+                self._servables[name] = {**self._servables[name], version: servable}
+            logging.info("model %s: version %d available", name, version)
+        self._failures[name] = failures
+        with self._lock:
+            served = self._servables[name]
+            if not wanted or any(v in wanted for v in served):
+                dropped = sorted(set(served) - set(wanted))
+                self._servables[name] = {v: s for v, s in served.items() if v in wanted}
+            else:
+                dropped = []
+        for version in dropped:
+            logging.info("model %s: version %d unloaded", name, version)
 
     def _load(self, name: str, version: int, path: str) -> Servable:
         servable = Servable(name, version, path)
-        if self.warmup and os.path.exists(os.path.join(path, WARMUP_FILE)):
-            for record in tf.data.TFRecordDataset(os.path.join(path, WARMUP_FILE)).as_numpy_iterator():
-                request = prediction_log_pb2.PredictionLog.FromString(record).predict_log.request
-                servable.run(request.model_spec.signature_name,
-                             {k: tf.make_ndarray(v) for k, v in request.inputs.items()})
+        for request in warmup_requests(path) if self.warmup else []:
+            servable.run(request.model_spec.signature_name, {k: tf.make_ndarray(v) for k, v in request.inputs.items()})
         return servable
+
+    def states(self, name: str) -> list[tuple[int, str, str]]:
+        """(version, "AVAILABLE" or "END", error message or "") of every served or failed version."""
+        self._check_model(name)
+        with self._lock:
+            served = sorted(self._servables[name])
+        failed = {v: message for v, (_, message) in self._failures[name].items() if v not in served}
+        return sorted([(v, "AVAILABLE", "") for v in served] + [(v, "END", m) for v, m in failed.items()])
 
     def resolve(self, name: str, version: int | None = None, label: str | None = None) -> Servable:
         """The servable a request names: a version, a label, or (neither) the latest."""
         self._check_model(name)
         if label:
-            labels = self.configs[name].version_labels
-            if label not in labels:
-                raise ServingError(grpc.StatusCode.NOT_FOUND,
-                                   f"Unrecognized servable version label: {label}; labels: {sorted(labels)}")
-            version = labels[label]
+            version = self.label_version(name, label)
         with self._lock:
             servables = self._servables[name]
         if version is None:
@@ -206,6 +317,15 @@ class ModelRegistry:
                                f"Servable not found for request: Specific({name}, {version}); "
                                f"versions served: {sorted(servables)}")
         return servables[version]
+
+    def label_version(self, name: str, label: str) -> int:
+        """The version a label of the model's config names (NOT_FOUND for an unknown label)."""
+        self._check_model(name)
+        labels = self.configs[name].version_labels
+        if label not in labels:
+            raise ServingError(grpc.StatusCode.NOT_FOUND,
+                               f"Unrecognized servable version label: {label}; labels: {sorted(labels)}")
+        return labels[label]
 
     def versions(self, name: str) -> list[int]:
         """The versions of model `name` being served (NOT_FOUND for an unknown model)."""

@@ -24,13 +24,63 @@ columnar requests get {"outputs": {...}} (a bare value for a single output). Err
 from __future__ import annotations
 
 import base64
+import json
+import re
 from typing import Mapping
 
 import numpy as np
 
+JSON_ESCAPE = re.compile(rb"\\.", re.DOTALL)
+JSON_STRING = re.compile(rb'"[^"]*"')  # once escapes are gone
+NOT_STRUCTURE = bytes(c for c in range(256) if c not in b'[]{}"')
+NESTING_STEP = np.zeros(256, np.int64)
+NESTING_STEP[list(b"[{")], NESTING_STEP[list(b"]}")] = 1, -1
+
 
 class BadRequest(ValueError):
     """A request the server cannot read (HTTP 400, gRPC INVALID_ARGUMENT)."""
+
+
+def json_depth(data: bytes) -> int:
+    """How deeply arrays and objects nest in a JSON text (brackets inside strings do not count),
+    without parsing it: a body too deep to parse safely is refused before parsing.
+
+    >>> json_depth(b'{"instances": [[1, 2], [3]], "s": "[[["}'), json_depth(b"3")
+    (3, 0)
+    """
+    if b"\\" in data:
+        data = JSON_ESCAPE.sub(b"", data)
+    structure = JSON_STRING.sub(b"", data.translate(None, NOT_STRUCTURE))
+    return int(np.cumsum(NESTING_STEP[np.frombuffer(structure, np.uint8)]).max(initial=0))
+
+
+def loads(data: bytes, max_depth: int):
+    """A request body as JSON; BadRequest for invalid JSON, nesting deeper than `max_depth` or an
+    object with a duplicate key (which JSON parsers resolve differently: refused, not guessed).
+
+    >>> loads(b'{"instances": [1]}', max_depth=4)
+    {'instances': [1]}
+    >>> loads(b'{"inputs": 1, "inputs": 2}', max_depth=4)
+    Traceback (most recent call last):
+    ...
+    serving.rest_api.BadRequest: JSON Parse error: duplicate key 'inputs' in an object.
+    """
+    depth = json_depth(data)
+    if depth > max_depth:
+        raise BadRequest(f"JSON Parse error: the body nests {depth} levels deep; the limit is {max_depth}.")
+    try:
+        return json.loads(data, object_pairs_hook=_unique_keys)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
+        raise BadRequest(f"JSON Parse error: {error}") from None
+
+
+def _unique_keys(pairs):
+    result = {}
+    for key, value in pairs:
+        if key in result:
+            raise BadRequest(f"JSON Parse error: duplicate key {key!r} in an object.")
+        result[key] = value
+    return result
 
 
 def parse_predict_request(body, dtypes: Mapping[str, np.dtype]) -> tuple[dict[str, np.ndarray], bool]:
@@ -105,7 +155,8 @@ def to_array(name: str, value, dtype: np.dtype) -> np.ndarray:
         got = {"O": "a ragged or mixed value", "U": "strings", "f": "floats", "i": "integers",
                "b": "booleans"}.get(array.dtype.kind, array.dtype.name)
         raise BadRequest(f"Input {name!r}: expected {kind} ({dtype.name}), got {got}.")
-    return array.astype(dtype)
+    with np.errstate(over="ignore"):  # out-of-range numbers become ±inf, which the server refuses
+        return array.astype(dtype)
 
 
 def _to_bytes(name: str):

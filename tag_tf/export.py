@@ -18,9 +18,12 @@ request, and an answer is a probability [batch] (binary), class probabilities [b
 groups, assignment, thresholds, input specs, affinity summary, versions) and
 `assets.extra/tf_serving_warmup_requests` (PredictionLog records TF Serving replays on load).
 
-The version directory is written under a hidden temporary name in the model folder, then renamed
-(`tag_tf.io.atomic_directory`):
-a polling server (TF Serving only loads numeric directories) never sees half a model.
+The version directory is written under a hidden temporary name in the model folder, checked as
+TF Serving will load it (`tag_tf.export_check.check_version_dir`: through TensorFlow's C API, every
+signature against the Keras networks, the warmup requests replayed), then renamed
+(`tag_tf.io.atomic_directory`): a polling server (TF Serving only loads numeric directories) never
+sees half a model or one that fails the check. Exports to one model take turns (a lock file,
+`.export.lock`), and each removes the temporaries an export killed before it left behind.
 
 >>> import tempfile, numpy as np, tensorflow as tf
 >>> from tag_tf.models import build_multitask_model, mlp_trunk
@@ -49,7 +52,8 @@ import tensorflow as tf
 
 import tag_tf
 from tag_tf.affinity import TaskAffinity
-from tag_tf.io import atomic_directory, write_json_atomic
+from tag_tf.export_check import WARMUP_FILE, check_version_dir, sample_inputs
+from tag_tf.io import atomic_directory, exclusive_folder, write_json_atomic
 from tag_tf.signatures import (accepts_examples, example_bytes, is_image, model_inputs, named_input_specs,
                                parse_examples)
 from tag_tf.tasks import Task
@@ -58,10 +62,10 @@ BYTES_SIGNATURE = "serving_bytes"
 BYTES_INPUT = "image_bytes"
 EXAMPLE_SIGNATURE = "serving_tf_example"
 EXAMPLE_INPUT = "examples"
-WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 TASKS_FILE = os.path.join("assets", "tasks.json")
 MODEL_NAME_PATTERN = re.compile(r"[A-Za-z0-9_.\-]+")
 BINARY_THRESHOLD = 0.5
+EXPORT_LOCK = ".export.lock"  # held while a version is written; TF Serving ignores non-numeric names
 
 
 def export_multihead(
@@ -89,20 +93,26 @@ def export_multihead(
         for each task, the mean affinity onto it from the other tasks of its network).
 
     Raises ValueError, before writing anything, for an unknown or unserved task, a network index
-    out of range, networks on different inputs, a bad model name or a taken version.
+    out of range, networks on different inputs, a bad model name or a taken version;
+    `tag_tf.export_check.ExportCheckError` (a ValueError), leaving no version behind, when the
+    written SavedModel fails the check through TF Serving's load path.
     """
     tasks = check_networks(networks, assignment)
     if not isinstance(model_name, str) or not MODEL_NAME_PATTERN.fullmatch(model_name):
         raise ValueError(f"model_name {model_name!r} is not valid: use letters, digits, '_', '.' or '-'.")
     model_dir = os.path.join(export_base, model_name)
-    version = check_version(model_dir, version)
-    with atomic_directory(os.path.join(model_dir, str(version))) as tmp:
-        with quiet_tensorflow_logs():  # an INFO line per function and asset otherwise
-            build_archive(networks, tasks, assignment).write_out(tmp, verbose=False)
-        write_json_atomic(os.path.join(tmp, TASKS_FILE),
-                          tasks_summary(networks, tasks, assignment, model_name, version, affinity))
-        if warmup:
-            write_warmup_requests(os.path.join(tmp, WARMUP_FILE), model_name, named_input_specs(networks[0]))
+    check_version(model_dir, version)  # before anything is written
+    with exclusive_folder(model_dir, EXPORT_LOCK):
+        version = check_version(model_dir, version)  # again, now that no other export runs
+        with atomic_directory(os.path.join(model_dir, str(version))) as tmp:
+            with quiet_tensorflow_logs():  # an INFO line per function and asset otherwise
+                build_archive(networks, tasks, assignment).write_out(tmp, verbose=False)
+            write_json_atomic(os.path.join(tmp, TASKS_FILE),
+                              tasks_summary(networks, tasks, assignment, model_name, version, affinity))
+            if warmup:
+                write_warmup_requests(os.path.join(tmp, WARMUP_FILE), model_name, named_input_specs(networks[0]))
+            check_version_dir(tmp, keras_reference(networks, tasks, assignment),
+                              samples=example_samples(named_input_specs(networks[0])))
     return os.path.join(model_dir, str(version))
 
 
@@ -210,6 +220,24 @@ def build_archive(networks: Sequence[keras.Model], tasks: Sequence[Task],
     archive = keras.export.ExportArchive()
     for network in networks:
         archive.track(network)
+    answers = served_answers_fn(networks, tasks, assignment)
+    archive.add_endpoint("serving_default", answers, [specs])  # input keys: the inputs' names
+    names = signature_names(specs, len(networks))
+    if BYTES_SIGNATURE in names:
+        (name, spec), = specs.items()
+        height, width = spec.shape[1:3]
+        archive.add_endpoint(BYTES_SIGNATURE, lambda data: answers({name: decode_images(data, height, width)}),
+                             [tf.TensorSpec([None], tf.string, name=BYTES_INPUT)])
+    if EXAMPLE_SIGNATURE in names:
+        archive.add_endpoint(EXAMPLE_SIGNATURE, lambda examples: answers(parse_examples(examples, specs)),
+                             [tf.TensorSpec([None], tf.string, name=EXAMPLE_INPUT)])
+    for i, network in enumerate(networks):
+        archive.add_endpoint(f"group_{i}", own_answers_fn(network), [specs])
+    return archive
+
+
+def served_answers_fn(networks: Sequence[keras.Model], tasks: Sequence[Task], assignment: Mapping[str, int]):
+    """named inputs -> every task's answer from the network serving it (each network runs once)."""
     serving = [(i, [t for t in tasks if assignment[t.name] == i]) for i in range(len(networks))]
     serving = [(i, served) for i, served in serving if served]
 
@@ -220,18 +248,44 @@ def build_archive(networks: Sequence[keras.Model], tasks: Sequence[Task],
             result.update({t.name: serving_answer(t, outputs[t.name]) for t in served})
         return result
 
-    archive.add_endpoint("serving_default", answers, [specs])  # input keys: the inputs' names
-    if len(specs) == 1 and is_image(next(iter(specs.values()))):
-        (name, spec), = specs.items()
-        height, width = spec.shape[1:3]
-        archive.add_endpoint(BYTES_SIGNATURE, lambda data: answers({name: decode_images(data, height, width)}),
-                             [tf.TensorSpec([None], tf.string, name=BYTES_INPUT)])
-    if accepts_examples(specs):
-        archive.add_endpoint(EXAMPLE_SIGNATURE, lambda examples: answers(parse_examples(examples, specs)),
-                             [tf.TensorSpec([None], tf.string, name=EXAMPLE_INPUT)])
-    for i, network in enumerate(networks):
-        archive.add_endpoint(f"group_{i}", own_answers_fn(network), [specs])
-    return archive
+    return answers
+
+
+def keras_reference(networks: Sequence[keras.Model], tasks: Sequence[Task], assignment: Mapping[str, int]):
+    """(signature name, {input: array}) -> {task: array}: what each signature of the export must
+    answer, computed from the Keras networks (the reference of `check_version_dir`)."""
+    specs = named_input_specs(networks[0])
+    by_signature = {"serving_default": served_answers_fn(networks, tasks, assignment),
+                    **{f"group_{i}": own_answers_fn(n) for i, n in enumerate(networks)}}
+    names = signature_names(specs, len(networks))
+
+    def reference(signature, inputs):
+        if signature not in names:
+            raise ValueError(f"The export has a signature {signature!r} no network answers; expected {names}.")
+        if signature == BYTES_SIGNATURE:
+            (name, spec), = specs.items()
+            named = {name: decode_images(tf.constant(inputs[BYTES_INPUT]), *spec.shape[1:3])}
+        elif signature == EXAMPLE_SIGNATURE:
+            named = parse_examples(tf.constant(inputs[EXAMPLE_INPUT]), specs)
+        else:
+            named = {name: tf.constant(inputs[name]) for name in specs}
+        answer = by_signature.get(signature, by_signature["serving_default"])
+        return {k: v.numpy() for k, v in answer(named).items()}
+
+    return reference
+
+
+def example_samples(specs: Mapping[str, tf.TensorSpec]):
+    """`check_version_dir`'s sample inputs: serialized tf.Examples of random inputs for
+    `serving_tf_example`, its default samples for every other signature."""
+    def samples(name, signature, batch, rng):
+        if name != EXAMPLE_SIGNATURE:
+            return sample_inputs(signature, batch, rng)
+        rows = [{n: rng.random(s.shape[1:]).astype(np.float32) if s.dtype.is_floating
+                 else rng.integers(0, 10, s.shape[1:]) for n, s in specs.items()} for _ in range(batch)]
+        return {EXAMPLE_INPUT: np.array([example_bytes(row) for row in rows], dtype=object)}
+
+    return samples
 
 
 def own_answers_fn(network: keras.Model):

@@ -16,10 +16,14 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
+import re
 import shutil
 import uuid
+
+TEMPORARY_NAME = re.compile(r"\..+\.[0-9a-f]{12}\.(tmp|old)")  # what _beside makes
 
 
 def _beside(path: str, suffix: str) -> str:
@@ -61,6 +65,40 @@ def atomic_directory(path: str):
     finally:
         if os.path.exists(tmp):
             shutil.rmtree(tmp)
+
+
+@contextlib.contextmanager
+def exclusive_folder(folder: str, lock_name: str = ".lock"):
+    """Holds an exclusive lock on `folder` (an flock on its hidden file `lock_name`; made if
+    missing) for the block, after removing the temporaries (`atomic_path`, `atomic_directory`)
+    that a killed writer left there: while the lock is held no other writer's are in progress.
+    The operating system releases the lock when its process dies, however it dies.
+
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> os.mkdir(os.path.join(folder, ".1.0123456789ab.tmp"))   # left by a killed writer
+    >>> with exclusive_folder(folder):
+    ...     sorted(os.listdir(folder))
+    ['.lock']
+    """
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, lock_name), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            remove_temporaries(folder)
+            yield folder
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def remove_temporaries(folder: str) -> list[str]:
+    """Remove the temporary files and folders of atomic writes in `folder`; returns their names.
+    Call it only while no writer is working there (see `exclusive_folder`)."""
+    removed = sorted(name for name in os.listdir(folder) if TEMPORARY_NAME.fullmatch(name))
+    for name in removed:
+        path = os.path.join(folder, name)
+        shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.unlink(path)
+    return removed
 
 
 def write_json_atomic(path: str, data) -> None:

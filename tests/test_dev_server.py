@@ -231,3 +231,72 @@ def test_help_says_tf_serving_is_the_production_server():
     assert "TensorFlow Serving (`tensorflow/serving`, see serving/README.md and docker-compose.yml) is the\nproduction server" in dev_server.__doc__
     for name in ("model_config_file", "port", "rest_api_port", "file_system_poll_wait_seconds", "max_request_bytes"):
         assert name in flags.FLAGS
+
+
+def test_server_killed_and_restarted_under_load_every_request_answered_right(tmp_path, tiny_multihead):
+    """REST and gRPC clients query without pause; the server process is SIGKILLed and started again
+    on the same ports. The clients' retries carry every request; each answer is checked."""
+    tiny_multihead.export(str(tmp_path), warmup=False)
+    config = write_deployment(str(tmp_path), ["m"])["models_config"]
+    ports = [f"--port={free_port()}", f"--rest_api_port={free_port()}"]
+    x = tiny_multihead.images(4, seed=9)
+    want = tiny_multihead.expected(x)
+    failures, answered, stop = [], [], threading.Event()
+    server = dev_server.launch(config, "127.0.0.1", 120.0, *ports)
+
+    def query(k):
+        protocol = "grpc" if k % 2 else "rest"
+        client = TFServingClient("127.0.0.1", server.rest_api_port, server.port, timeout=10, retries=40,
+                                 backoff=0.1, max_backoff=1.0)
+        i = 0
+        while not stop.is_set():
+            rows = [i % 4, (i + k) % 4]
+            try:
+                assert_answers(client.predict("m", {"image": x[rows]}, protocol=protocol),
+                               {t: v[rows] for t, v in want.items()})
+                answered.append((k, time.time()))
+            except Exception as e:  # collected and reported below
+                failures.append(f"{protocol}: {e!r}")
+            i += 1
+        client.close()
+
+    threads = [threading.Thread(target=query, args=(k,)) for k in range(4)]
+    try:
+        for t in threads:
+            t.start()
+        time.sleep(1.0)
+        server.process.kill()
+        server.process.wait()
+        killed = time.time()
+        server = dev_server.launch(config, "127.0.0.1", 120.0, *ports)
+        restarted, deadline = time.time(), time.time() + 60
+        while len({k for k, t in answered if t > restarted}) < 4 and time.time() < deadline:
+            time.sleep(0.1)  # until every client (gRPC reconnects with its own backoff) is answered again
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        server.stop()
+    assert failures == []
+    assert {k for k, t in answered if t < killed} == {k for k, t in answered if t > restarted} == {0, 1, 2, 3}
+
+
+def test_status_shows_a_version_that_failed_to_load_and_the_old_one_answers(tmp_path, tiny_multihead):
+    first = tiny_multihead.export(str(tmp_path), warmup=False)
+    with DevServer(model_server_config({"m": os.path.join(tmp_path, "m")}), port=0, rest_api_port=0,
+                   poll_seconds=0.1) as server:
+        client = TFServingClient("127.0.0.1", server.rest_api_port, server.port, timeout=30)
+        broken = os.path.join(tmp_path, "m", "2")
+        os.makedirs(broken)  # a copy that has only begun: no saved_model.pb yet
+        with open(os.path.join(broken, "fingerprint.pb"), "wb") as f:
+            f.write(open(os.path.join(first, "fingerprint.pb"), "rb").read())
+        deadline = time.time() + 30
+        while len(client.status("m")) < 2 and time.time() < deadline:
+            time.sleep(0.1)
+        for protocol in ("rest", "grpc"):
+            status = client.status("m", protocol=protocol)
+            assert [(s["version"], s["state"]) for s in status] == [(1, "AVAILABLE"), (2, "END")]
+            assert "error" not in status[0] and "SavedModel file does not exist" in status[1]["error"]
+            x = tiny_multihead.images(2)
+            assert_answers(client.predict("m", {"image": x}, protocol=protocol), tiny_multihead.expected(x))
+        client.close()
