@@ -4,8 +4,8 @@ A trainable variable that only task t's output depends on belongs to t (θt); on
 tasks' outputs depend on is shared (θs); one that no task's output depends on is unused. The
 dependence is structural (gradient connectivity): the model is traced once, symbolically, and
 for every task the gradient of its output with respect to every variable is either a tensor
-(connected) or None. Nothing runs, so it costs one trace whatever the model's size, and layer
-names play no part. The affinity lookahead moves exactly the shared variables.
+(connected) or None. Nothing runs, so it costs one trace whatever the model's size (under a
+`tf.distribute` strategy, in a replica's context), and layer names play no part. The affinity lookahead moves exactly the shared variables.
 
 >>> import keras
 >>> features = keras.Input((3,), name="features")
@@ -89,7 +89,9 @@ def task_dependencies(model: keras.Model, tasks: Sequence[str]) -> dict[int, set
                     found[id(variable)].add(task)
         return tf.constant(0)
 
-    tf.function(trace, autograph=False).get_concrete_function(input_signature(model))
+    strategy = tf.distribute.get_strategy()  # under a strategy's scope, trace in a replica's context
+    tf.function(lambda inputs: strategy.run(trace, args=(inputs,)), autograph=False).get_concrete_function(
+        input_signature(model))
     alone = [t for t in tasks if not any(t in on for on in found.values())]
     if alone:
         raise ValueError(f"The output of task(s) {alone} depends on no trainable variable of the model: "
