@@ -46,7 +46,7 @@ def test_tiny_run_prints_groupings_and_the_table(tmp_path):
     assert "TAG grouping, k=2: {" in result.stdout
     assert "Planted grouping:     {g0_t0, g0_t1} {g1_t0, g1_t1}" in result.stdout
     for row in metrics["groupings"]:
-        assert f"{row['total_error']:>20.2f}" in result.stdout
+        assert f"  {row['total_error']:.2f} (trained once)  " in result.stdout
     assert "stage affinity: done" in result.stderr and "Files in" in result.stderr
     assert result.stdout.splitlines()[-1] == f"Report: {tmp_path / 'report' / 'index.html'}"
     assert (tmp_path / "report" / "index.html").exists()

@@ -12,7 +12,7 @@ import dataclasses
 
 import tensorflow as tf
 
-from tag_tf.data import celeba, pipeline, synthetic
+from tag_tf.data import celeba, pipeline, synthetic, textures
 from tag_tf.run.config import RunConfig
 from tag_tf.tasks import Task, as_tasks
 
@@ -29,9 +29,10 @@ class RunData:
 def load_data(config: RunConfig) -> RunData:
     """The run's train / validation / test splits, unbatched."""
     data, seed = config.data, config.runtime.seed
-    if data.dataset in ("planted", "planted_tabular"):
-        make = synthetic.planted_groups if data.dataset == "planted" else synthetic.planted_groups_tabular
-        size = {"image_size": data.image_size} if data.dataset == "planted" else {}
+    if data.dataset.startswith("planted"):
+        make = {"planted": synthetic.planted_groups, "planted_tabular": synthetic.planted_groups_tabular,
+                "planted_textures": textures.planted_textures}[data.dataset]
+        size = {} if data.dataset == "planted_tabular" else {"image_size": data.image_size}
         planted = make(data.planted_groups, data.tasks_per_group, data.num_examples, seed=seed, **size)
         by_name = {t.name: t for t in planted.tasks}
         tasks = [by_name[n] for n in data.tasks] if data.tasks else planted.tasks
