@@ -304,7 +304,8 @@ def saliency_maps(model: keras.Model, tasks: Sequence[Task], images: np.ndarray,
     if images.ndim != 4:
         raise ValueError(f"saliency needs images [N, H, W, C], got shape {images.shape}.")
     wrapped = heads_model(model, [t.name for t in tasks])
-    outputs = [np.asarray(o) for o in wrapped([images], training=False)]
+    raw = wrapped([images], training=False)  # one output: a tensor, not a list of one
+    outputs = [np.asarray(o) for o in (raw if isinstance(raw, (list, tuple)) else [raw])]
     visualise = (Saliency if method == "saliency" else GradcamPlusPlus)(wrapped, clone=False)
     maps = []
     for i, task in enumerate(tasks):

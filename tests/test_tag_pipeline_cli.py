@@ -39,7 +39,7 @@ def test_run_dir_is_required():
 
 def test_tiny_run_prints_groupings_and_the_table(tmp_path):
     result = run("--num_examples=600", "--epochs=1", "--trunk_filters=4", "--planted_groups=2", "--tasks_per_group=2",
-                 "--num_groups=2", "--baselines=all_in_one", f"--run_dir={tmp_path}")
+                 "--num_groups=2", "--baselines=all_in_one", "--eval_seeds=1", f"--run_dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.load(open(tmp_path / "metrics.json"))
     assert [r["name"] for r in metrics["groupings"]] == ["tag_k2", "all_in_one"]

@@ -149,6 +149,13 @@ def test_saliency_maps_are_finite_per_task_and_differ_between_heads(network, ima
     assert np.abs(maps[0] - maps[1]).max() > 0.05  # two binary heads look at different pixels
 
 
+def test_saliency_of_one_head_matches_the_same_head_among_others(network, images):
+    """A network serving one task (a single-task group) gives a one-output model: same map."""
+    one = viz.saliency_maps(network, network.tasks[:1], images)
+    assert one.shape == (1, 3, 16, 16)
+    np.testing.assert_allclose(one[0], viz.saliency_maps(network, network.tasks, images)[0], atol=1e-5)
+
+
 def test_saliency_rejects_bad_input(network, images):
     with pytest.raises(ValueError, match=r"Unknown saliency method 'cam'; valid choices: \('saliency', 'gradcam\+\+'\)"):
         viz.saliency_maps(network, network.tasks, images, "cam")

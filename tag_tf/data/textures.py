@@ -15,9 +15,10 @@
 
    The phase is random, so no fixed template (no linear read-out of the pixels) sees z_f: a
    network must rectify a filter tuned to the texture (a convolution channel and a ReLU) and pool
-   its energy. Reading a group's factor takes a channel of its own: the factors are **textures
-   competing for the trunk's channels**. A trunk with fewer channels than there are groups
-   (`trunk_filters` < num_groups) cannot hold every group's factor, but holds one group's easily.
+   its energy (`texture_energy`). A channel tuned to one texture reads nothing of another's factor,
+   so every group's factor needs channels of its own: **the groups compete for the trunk's
+   channels**. With a narrow trunk (the demo's 4 channels for 3 textures) a network holding
+   several groups is pulled towards several textures at once and learns them late or not at all.
 4. Labels. In the training split each task is labelled on its own part of the examples only
    (example n carries task t's label when (n + g) mod tasks_per_group == t; elsewhere -1, missing),
    and a labelled training answer is flipped with probability `label_noise`. Validation and test
@@ -27,8 +28,9 @@
 Why grouping matters, then:
 - transfer: a network trained on a whole planted group learns z_g from all its labels;
   a single-task network learns it from 1/tasks_per_group of them (and as noisy);
-- interference: a network holding tasks of more groups than it has channels must share a channel
-  between textures, and confuses their factors; its tasks' errors rise;
+- interference: a network holding tasks of several groups must learn several textures in its few
+  channels, which every group's gradients pull their own way; its tasks' errors rise (with fewer
+  channels than groups it cannot hold every factor at all);
 - random groupings split each group's labels across networks and mix groups in each network.
   The planted grouping (one network per group) is the only one free of both losses.
 
@@ -54,7 +56,7 @@ MISSING = -1
 
 
 def planted_textures(num_groups: int = 3, tasks_per_group: int = 3, num_examples: int = 2000, image_size: int = 16,
-                     seed: int = 0, *, num_nuisance: int = 0, threshold_range: float = 0.6, label_noise: float = 0.1,
+                     seed: int = 0, *, num_nuisance: int = 0, threshold_range: float = 0.3, label_noise: float = 0.0,
                      period: float = 4.0, contrast: float = 1.5, pixel_noise: float = 0.3) -> PlantedData:
     """Texture images with planted task groups; see the module docstring for the process."""
     _check_positive(num_examples=num_examples, image_size=image_size)
