@@ -55,6 +55,7 @@ HELP = {
     "num_groups": "Budgets k (most networks), e.g. 2,3.",
     "baselines": "Baselines, from all_in_one, single_task, random, hoa.",
     "random_seeds": "Random groupings per budget.",
+    "eval_seeds": "Networks trained per group (seeds seed, seed+1, ...): means, spreads, paired comparisons.",
     "strategy": "default, mirrored, multi_worker (the same command on every worker, with TF_CONFIG) or tpu.",
     "jit_compile": "Compile training steps with XLA.",
     "seed": "Seed of data split, shuffling, initialisation and random groupings.",
@@ -112,22 +113,40 @@ def main(argv):
 
 
 def format_summary(metrics: dict, selections, planted) -> str:
-    """TAG's groupings, the planted one (if any), and a table of every grouping's total error."""
+    """TAG's groupings (and whether they equal the planted one, if any), a table of every
+    grouping's total error (mean ± std over seeds), every task's error, and TAG against each
+    baseline seed by seed (95% t intervals)."""
+    planted_set = {frozenset(g) for g in planted} if planted else None
     lines = []
     for grouping in selections:
         groups = " ".join("{" + ", ".join(g) + "}" for g in grouping.groups)
+        same = "" if planted_set is None else (
+            "  = planted" if {frozenset(g) for g in grouping.groups} == planted_set else "  != planted")
         lines.append(f"TAG grouping, k={grouping.budget}: {groups}  (score {grouping.score:.4f}, "
-                     f"{'optimal' if grouping.optimal else 'not proven optimal'})")
+                     f"{'optimal' if grouping.optimal else 'not proven optimal'}){same}")
     if planted:
         lines.append("Planted grouping:     " + " ".join("{" + ", ".join(g) + "}" for g in planted))
     rows = grouped.summarize(metrics["groupings"])
     width = max(len(r["name"]) for r in rows)
-    lines += ["", f"{'grouping':<{width}}  networks  total test error (%)  ΔMTL vs single-task  time to choose (s)",
-              "-" * (width + 73)]
+    lines += ["", f"{'grouping':<{width}}  networks  {'total test error (%)':<44}  ΔMTL vs single-task  "
+                  "time to choose (s)", "-" * (width + 97)]
     for row in rows:
         text = grouped.format_row(row)
-        lines.append(f"{row['name']:<{width}}  {row['networks']:>8}  {text['total_error']:>20}  "
+        lines.append(f"{row['name']:<{width}}  {row['networks']:>8}  {text['total_error']:<44}  "
                      f"{text['delta_mtl']:>19}  {text['time_to_choose']:>18}")
+    named = [row for row in metrics["groupings"] if "_seed" not in row["name"]]
+    lines += ["", "Test error per task (%):", f"{'task':<{width}}  " + "  ".join(f"{r['name']:>15}" for r in named)]
+    for task in metrics["tasks"]:
+        lines.append(f"{task:<{width}}  " + "  ".join(f"{grouped.format_task_error(r, task):>15}" for r in named))
+    speed = grouped.time_to_choose(metrics["groupings"])
+    if speed:
+        lines += ["", "Time to choose (TAG: its affinity run and the solver; HOA: its single and pair networks and "
+                      "the solver), this run:"] + ["  " + line for line in speed]
+    comparisons = grouped.format_comparisons(metrics.get("comparisons", []))
+    if comparisons:
+        lines += ["", "TAG − baseline, total test error, paired by seed (mean [95% t interval]):"]
+        lines += [f"  {tag} vs {baseline:<{width}}  {difference:<30}  {verdict}"
+                  for tag, baseline, difference, verdict in comparisons]
     return "\n".join(lines)
 
 

@@ -21,6 +21,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from tag_tf.stats import format_interval, mean_std, paired_difference
+
 
 def task_error(metrics: Mapping[str, float]) -> float:
     """Error of one task from its metrics: 100·(1 − accuracy) in %, or the MAE for regression."""
@@ -87,15 +89,42 @@ def random_partition(tasks: Sequence[str], num_groups: int, seed: int) -> list[t
     return sorted(groups, key=lambda g: list(tasks).index(g[0]))
 
 
+def combine_seeds(rows: Sequence[Mapping]) -> dict:
+    """One grouping's rows (`grouping_row`), one per evaluation seed, as one row: the measures'
+    means, with `eval_seeds`, every seed's total error (`total_errors`), the standard deviation of
+    the total error and of each task's error over seeds (None when trained once).
+
+    >>> seeds = [{"name": "tag_k2", "per_task": {"a": {"accuracy": 0.9}}, "total_error": 10.0, "delta_mtl": 0.1},
+    ...          {"name": "tag_k2", "per_task": {"a": {"accuracy": 0.7}}, "total_error": 30.0, "delta_mtl": 0.3}]
+    >>> row = combine_seeds(seeds)
+    >>> row["total_error"], round(row["total_error_std"], 4), row["total_errors"], row["eval_seeds"]
+    (20.0, 14.1421, [10.0, 30.0], 2)
+    >>> round(row["per_task"]["a"]["accuracy"], 6), round(row["per_task_error_std"]["a"], 4), round(row["delta_mtl"], 6)
+    (0.8, 14.1421, 0.2)
+    """
+    row = dict(rows[0])
+    totals = [r["total_error"] for r in rows]
+    row["total_error"], row["total_error_std"] = mean_std(totals)
+    row["total_errors"], row["eval_seeds"] = totals, len(rows)
+    tasks = list(rows[0]["per_task"])
+    row["per_task"] = {t: {m: float(np.mean([r["per_task"][t][m] for r in rows])) for m in rows[0]["per_task"][t]}
+                       for t in tasks}
+    row["per_task_error_std"] = {t: mean_std([task_error(r["per_task"][t]) for r in rows])[1] for t in tasks}
+    if all("delta_mtl" in r for r in rows):
+        row["delta_mtl"] = float(np.mean([r["delta_mtl"] for r in rows]))
+    return row
+
+
 def summarize(rows: Sequence[Mapping]) -> list[dict]:
-    """Rows of metrics.json with the random groupings of each budget folded into one row
-    ("random_k<k>") holding the mean and standard deviation over seeds.
+    """Rows of metrics.json with the random groupings of each budget (partitions "random_k<k>_seed<p>")
+    folded into one row ("random_k<k>") holding the mean and standard deviation of the total error
+    over every partition and evaluation seed.
 
     >>> rows = [{"name": "tag_k2", "total_error": 10.0, "networks": 2},
     ...         {"name": "random_k2_seed0", "total_error": 12.0, "networks": 2},
     ...         {"name": "random_k2_seed1", "total_error": 16.0, "networks": 2}]
-    >>> [(r["name"], r["total_error"], r.get("total_error_std"), r.get("seeds")) for r in summarize(rows)]
-    [('tag_k2', 10.0, None, None), ('random_k2', 14.0, 2.0, 2)]
+    >>> [(r["name"], r["total_error"], r.get("total_error_std"), r.get("partitions")) for r in summarize(rows)]
+    [('tag_k2', 10.0, None, None), ('random_k2', 14.0, 2.8284271247461903, 2)]
     """
     result, random = [], {}
     for row in rows:
@@ -104,27 +133,117 @@ def summarize(rows: Sequence[Mapping]) -> list[dict]:
             random.setdefault(name.split("_seed")[0], []).append(row)
         else:
             result.append(dict(row))
-    for name, seeds in random.items():
-        errors = np.array([r["total_error"] for r in seeds])
-        summary = {"name": name, "total_error": float(errors.mean()), "total_error_std": float(errors.std()),
-                   "seeds": len(seeds), "networks": seeds[0]["networks"]}
-        if all("delta_mtl" in r for r in seeds):
-            summary["delta_mtl"] = float(np.mean([r["delta_mtl"] for r in seeds]))
+    for name, partitions in random.items():
+        errors = [e for r in partitions for e in r.get("total_errors", [r["total_error"]])]
+        mean, std = mean_std(errors)
+        summary = {"name": name, "total_error": mean, "total_error_std": std, "partitions": len(partitions),
+                   "eval_seeds": partitions[0].get("eval_seeds", 1), "networks": partitions[0]["networks"]}
+        if all("delta_mtl" in r for r in partitions):
+            summary["delta_mtl"] = float(np.mean([r["delta_mtl"] for r in partitions]))
         result.append(summary)
     return result
 
 
-def format_row(row: Mapping) -> dict[str, str]:
-    """The measures of a `summarize` row as text: total error (± std over seeds), ΔMTL (%), and
-    time to choose (s, "-" when none).
+def compare_with_baselines(rows: Sequence[Mapping]) -> list[dict]:
+    """TAG's grouping at every budget k against each baseline, seed by seed (`combine_seeds` rows):
+    the paired difference of total error, TAG − baseline (negative: TAG is better), with its 95%
+    t interval (`tag_tf.stats.paired_difference`). Baselines: all_in_one, single_task, random_k<k>
+    (each seed's mean over the partitions) and hoa_k<k>, those present.
 
-    >>> format_row({"name": "random_k2", "total_error": 14.0, "total_error_std": 2.0, "seeds": 2,
-    ...             "networks": 2, "delta_mtl": 0.0123})
-    {'total_error': '14.00 ± 2.00 (2 seeds)', 'delta_mtl': '+1.23%', 'time_to_choose': '-'}
+    >>> rows = [{"name": "tag_k2", "total_errors": [10.0, 11.0, 12.0]},
+    ...         {"name": "single_task", "total_errors": [12.0, 12.0, 15.0]},
+    ...         {"name": "random_k2_seed0", "total_errors": [14.0, 14.0, 14.0]},
+    ...         {"name": "random_k2_seed1", "total_errors": [16.0, 12.0, 14.0]}]
+    >>> [(c["tag"], c["baseline"], c["mean"], [round(x, 3) for x in c["interval"]]) for c in compare_with_baselines(rows)]
+    [('tag_k2', 'single_task', -2.0, [-4.484, 0.484]), ('tag_k2', 'random_k2', -3.0, [-7.303, 1.303])]
     """
-    error = f"{row['total_error']:.2f}"
-    if "seeds" in row:
-        error += f" ± {row['total_error_std']:.2f} ({row['seeds']} seeds)"
+    per_seed = {r["name"]: r["total_errors"] for r in rows if "_seed" not in r["name"]}
+    for r in rows:
+        if r["name"].startswith("random_k") and "_seed" in r["name"]:
+            per_seed.setdefault(r["name"].split("_seed")[0], []).append(r["total_errors"])
+    per_seed = {name: list(np.mean(v, axis=0)) if name.startswith("random_k") else v for name, v in per_seed.items()}
+    comparisons = []
+    for tag in (name for name in per_seed if name.startswith("tag_k")):
+        k = tag[len("tag_k"):]
+        for baseline in ("all_in_one", "single_task", f"random_k{k}", f"hoa_k{k}"):
+            if baseline in per_seed:
+                difference = paired_difference(per_seed[tag], per_seed[baseline])
+                comparisons.append({"tag": tag, "baseline": baseline, **difference.to_json()})
+    return comparisons
+
+
+def time_to_choose(rows: Sequence[Mapping]) -> list[str]:
+    """Sentences comparing TAG's time to choose with HOA's at every budget both have, as a ratio.
+
+    >>> time_to_choose([{"name": "tag_k3", "selection_seconds": 20.0}, {"name": "hoa_k3", "selection_seconds": 500.0}])
+    ['k=3: TAG chose in 20.0 s, HOA in 500.0 s: 25.0x faster']
+    """
+    seconds = {r["name"]: r.get("selection_seconds") for r in rows}
+    lines = []
+    for name, tag in seconds.items():
+        hoa = seconds.get("hoa" + name[len("tag"):]) if name.startswith("tag_k") else None
+        if tag and hoa:
+            lines.append(f"k={name[len('tag_k'):]}: TAG chose in {tag:.1f} s, HOA in {hoa:.1f} s: {hoa / tag:.1f}x faster")
+    return lines
+
+
+def format_error(mean: float, std: float | None, seeds: int, partitions: int = 0) -> str:
+    """A total error with its spread and what it is over; "trained once" without a spread.
+
+    >>> format_error(40.5, None, 1)
+    '40.50 (trained once)'
+    >>> format_error(40.5, 1.234, 3)
+    '40.50 ± 1.23 (3 seeds)'
+    >>> format_error(14.0, 2.0, 1, partitions=2)
+    '14.00 ± 2.00 (2 partitions, each trained once)'
+    """
+    text = f"{mean:.2f}" + (f" ± {std:.2f}" if std is not None else "")
+    if partitions:
+        return text + f" ({partitions} partitions, " + (f"{seeds} seeds each)" if seeds > 1 else "each trained once)")
+    return text + (f" ({seeds} seeds)" if seeds > 1 else " (trained once)")
+
+
+def format_task_error(row: Mapping, task: str) -> str:
+    """A task's test error in a row: its mean over seeds, ± its std when trained more than once.
+
+    >>> format_task_error({"per_task": {"a": {"accuracy": 0.8}}, "per_task_error_std": {"a": 1.5}}, "a")
+    '20.00 ± 1.50'
+    >>> format_task_error({"per_task": {"a": {"accuracy": 0.8}}}, "a")
+    '20.00'
+    """
+    std = row.get("per_task_error_std", {}).get(task)
+    return f"{task_error(row['per_task'][task]):.2f}" + (f" ± {std:.2f}" if std is not None else "")
+
+
+def format_comparisons(comparisons: Sequence[Mapping]) -> list[list[str]]:
+    """Rows [TAG, baseline, TAG − baseline (95% interval), verdict] of `compare_with_baselines`.
+
+    >>> format_comparisons([{"tag": "tag_k2", "baseline": "single_task", "mean": -2.0, "interval": [-4.484, 0.484],
+    ...                      "seeds": 3, "beyond_noise": False}])
+    [['tag_k2', 'single_task', '-2.00 [-4.48, +0.48]', 'within noise (3 seeds)']]
+    """
+    rows = []
+    for c in comparisons:
+        if c["interval"] is None:
+            verdict = "trained once: no interval"
+        elif c["beyond_noise"]:
+            verdict = f"TAG {'better' if c['mean'] < 0 else 'worse'}, beyond noise ({c['seeds']} seeds)"
+        else:
+            verdict = f"within noise ({c['seeds']} seeds)"
+        rows.append([c["tag"], c["baseline"], format_interval(c["mean"], c["interval"]), verdict])
+    return rows
+
+
+def format_row(row: Mapping) -> dict[str, str]:
+    """The measures of a `summarize` row as text: total error (± std over seeds and random
+    partitions), ΔMTL (%), and time to choose (s, "-" when none).
+
+    >>> format_row({"name": "random_k2", "total_error": 14.0, "total_error_std": 2.0, "partitions": 2,
+    ...             "eval_seeds": 1, "networks": 2, "delta_mtl": 0.0123})
+    {'total_error': '14.00 ± 2.00 (2 partitions, each trained once)', 'delta_mtl': '+1.23%', 'time_to_choose': '-'}
+    """
+    error = format_error(row["total_error"], row.get("total_error_std"), row.get("eval_seeds", 1),
+                         row.get("partitions", 0))
     return {
         "total_error": error,
         "delta_mtl": f"{100 * row['delta_mtl']:+.2f}%" if "delta_mtl" in row else "n/a",

@@ -138,18 +138,33 @@ def _metrics_section(metrics: dict) -> str:
     named = [row for row in metrics["groupings"] if "_seed" not in row["name"]]
     errors = np.array([[grouped.task_error(row["per_task"][t]) for t in tasks] for row in named])
     best = errors == errors.min(axis=0, keepdims=True)
-    per_task = [[row["name"], *(f"{e:.2f}" for e in line)] for row, line in zip(named, errors)]
+    per_task = [[row["name"], *(grouped.format_task_error(row, t) for t in tasks)] for row in named]
     classes = [["", *("best" if b else "" for b in line)] for line in best]
-    return "\n".join([
+    seeds = metrics.get("eval_seeds", 1)
+    spread = (f"mean ± standard deviation over {seeds} seeds (networks trained with seeds seed, seed + 1, ...)"
+              if seeds > 1 else "each network trained once (one seed: no spread; run with --eval_seeds=N for error bars)")
+    parts = [
         "<h2>Metrics against the baselines</h2>",
         "<p>Total test error: the sum over tasks of each task's error (100·(1 − accuracy), or the MAE), each task "
-        "counted from the network serving it. ΔMTL: mean relative change against single-task networks "
-        "(positive is better).</p>",
+        f"counted from the network serving it; {html.escape(spread)}. Random groupings: over every partition and "
+        "seed. ΔMTL: mean relative change against single-task networks (positive is better).</p>",
         html_table(["grouping", "networks", "total test error (%)", "ΔMTL", "parameters", "inference FLOPs",
                     "time to choose (s)"], summary),
-        "<h3>Test error per task</h3><p class=\"note\">Best per task in bold; random groupings left out.</p>",
+        "<h3>Test error per task</h3><p class=\"note\">Best mean per task in bold; random groupings left out.</p>",
         html_table(["grouping", *tasks], per_task, classes),
-    ])
+    ]
+    speed = grouped.time_to_choose(metrics["groupings"])
+    if speed:
+        parts.append("<p>Time to choose, this run (TAG: its affinity run and the solver; HOA: its single and pair "
+                     "networks and the solver): " + html.escape("; ".join(speed)) + ".</p>")
+    comparisons = grouped.format_comparisons(metrics.get("comparisons", []))
+    if comparisons:
+        parts += ["<h3>TAG against each baseline, seed by seed</h3>",
+                  "<p>Total test error of TAG's grouping minus the baseline's, trained with the same seeds "
+                  "(negative: TAG is better): mean difference and its 95% t interval. Beyond noise: the interval "
+                  "excludes 0.</p>",
+                  html_table(["TAG", "baseline", "TAG − baseline [95% interval]", "verdict"], comparisons)]
+    return "\n".join(parts)
 
 
 def _saliency_section(folder: str, run: RunDir, tasks: Sequence[Task], featured: Grouping,

@@ -4,6 +4,7 @@
     <run>/affinity.json            TaskAffinity (+ seconds); affinity.partial.json while it runs
     <run>/selection.json           TAG's grouping for every budget k
     <run>/groups/<id>/             one trained network per group: result.json, model.keras, backup/
+    <run>/groups/<id>/seed<s>/     the same for its network trained with evaluation seed s >= 1
     <run>/train.json               the groups trained, with their result files
     <run>/metrics.json             every grouping's measures
     <run>/export/<model>/<version> the multi-head SavedModels (`tag_k<k>`), models.config, export.json
@@ -18,6 +19,8 @@ A group's id is made of its tasks' positions in the run's task order: ("b", "d")
 ('runs/demo/affinity.json', 'tag_k3')
 >>> run.group_result(["a", "b", "c", "d"], ("b", "d"))
 'runs/demo/groups/t1-t3/result.json'
+>>> run.group_result(["a", "b", "c", "d"], ("b", "d"), seed=2)
+'runs/demo/groups/t1-t3/seed2/result.json'
 >>> run.stage_output("export")
 'runs/demo/export/export.json'
 """
@@ -77,17 +80,19 @@ class RunDir:
     def group_id(tasks: Sequence[str], group: Sequence[str]) -> str:
         return "-".join(f"t{list(tasks).index(t)}" for t in group)
 
-    def group_dir(self, tasks: Sequence[str], group: Sequence[str]) -> str:
-        return self.join("groups", self.group_id(tasks, group))
+    def group_dir(self, tasks: Sequence[str], group: Sequence[str], seed: int = 0) -> str:
+        """The folder of `group`'s network trained with evaluation seed `seed` (0: the first)."""
+        folder = self.join("groups", self.group_id(tasks, group))
+        return os.path.join(folder, f"seed{seed}") if seed else folder
 
-    def group_result(self, tasks: Sequence[str], group: Sequence[str]) -> str:
-        return os.path.join(self.group_dir(tasks, group), "result.json")
+    def group_result(self, tasks: Sequence[str], group: Sequence[str], seed: int = 0) -> str:
+        return os.path.join(self.group_dir(tasks, group, seed), "result.json")
 
-    def group_model(self, tasks: Sequence[str], group: Sequence[str]) -> str:
-        return os.path.join(self.group_dir(tasks, group), "model.keras")
+    def group_model(self, tasks: Sequence[str], group: Sequence[str], seed: int = 0) -> str:
+        return os.path.join(self.group_dir(tasks, group, seed), "model.keras")
 
-    def group_backup(self, tasks: Sequence[str], group: Sequence[str]) -> str:
-        return os.path.join(self.group_dir(tasks, group), "backup")
+    def group_backup(self, tasks: Sequence[str], group: Sequence[str], seed: int = 0) -> str:
+        return os.path.join(self.group_dir(tasks, group, seed), "backup")
 
     def trained_networks(self) -> dict[tuple[str, ...], str]:
         """{group: path of its trained network (model.keras)}, from train.json."""

@@ -7,7 +7,9 @@ by `save_png` (atomically, never cropped: the PNG is exactly the figure's size).
 
 - `affinity_image`: the matrix as a small uint8 image (TensorBoard, `training.AffinityLogger`).
 - `affinity_heatmap`: task names on both axes (sources as rows, targets as columns), a diverging
-  colour map centred at 0, the values in the cells, chosen groups outlined.
+  colour map centred at 0 and scaled by the off-diagonal entries (the diagonal, self-affinity,
+  which selection does not use, is grey with its values), the values in the cells, chosen groups
+  outlined.
 - `affinity_trajectories`: for each target task, one line per source across epochs, the sources
   in the target's serving group highlighted.
 - `grouping_chart`: for each budget k, which tasks each network trains and which it serves, with
@@ -124,7 +126,9 @@ def _check_groups(groups, tasks: list[str]) -> list[tuple[str, ...]]:
 def affinity_heatmap(tasks: Sequence[str], matrix: np.ndarray, groups: Sequence[Sequence[str]] = ()) -> Figure:
     """The affinity matrix `matrix[source, target]` as a heatmap: sources as rows, targets as
     columns, red where a step on the source lowers the target's loss, blue where it raises it
-    (centred at 0, scaled by the largest |entry|, NaN grey), each value written in its cell, and
+    (centred at 0, scaled by the largest off-diagonal |entry|; NaN and the diagonal grey: the
+    diagonal, self-affinity, is not used by selection and would wash out the scale), each value
+    written in its cell, and
     each of `groups` outlined (the cells among its members) in its own colour, named
     "network i" in the legend.
 
@@ -138,12 +142,13 @@ def affinity_heatmap(tasks: Sequence[str], matrix: np.ndarray, groups: Sequence[
     groups = _check_groups(groups, tasks)
     figure = Figure(figsize=(3 + n / 2, 2.5 + n / 2), layout="constrained")
     axes = figure.add_subplot()
-    limit = _symmetric_limit(matrix)
-    shown = axes.imshow(np.ma.masked_invalid(matrix), cmap=_DIVERGING, vmin=-limit, vmax=limit)
-    figure.colorbar(shown, ax=axes, shrink=0.8, label="affinity (> 0: the source helps)")
-    scale = matrix / limit
+    off_diagonal = np.where(np.eye(n, dtype=bool), np.nan, matrix)
+    limit = _symmetric_limit(off_diagonal)
+    shown = axes.imshow(np.ma.masked_invalid(off_diagonal), cmap=_DIVERGING, vmin=-limit, vmax=limit)
+    figure.colorbar(shown, ax=axes, shrink=0.8, label="affinity (> 0: the source helps)\ndiagonal (grey): not to scale")
+    scale = off_diagonal / limit
     for (r, c), value in np.ndenumerate(matrix):
-        strong = np.isfinite(value) and abs(scale[r, c]) > 0.6
+        strong = np.isfinite(scale[r, c]) and abs(scale[r, c]) > 0.6
         axes.text(c, r, _cell_text(value), ha="center", va="center", fontsize=7,
                   color="white" if strong else "black")
     handles = []
@@ -315,8 +320,8 @@ def saliency_maps(model: keras.Model, tasks: Sequence[Task], images: np.ndarray,
     if images.ndim != 4:
         raise ValueError(f"saliency needs images [N, H, W, C], got shape {images.shape}.")
     wrapped = heads_model(model, [t.name for t in tasks])
-    result = wrapped([images], training=False)
-    outputs = [np.asarray(o) for o in (result if isinstance(result, (list, tuple)) else [result])]  # one head: a tensor
+    raw = wrapped([images], training=False)  # one output: a tensor, not a list of one
+    outputs = [np.asarray(o) for o in (raw if isinstance(raw, (list, tuple)) else [raw])]
     visualise = (Saliency if method == "saliency" else GradcamPlusPlus)(wrapped, clone=False)
     maps = []
     for i, task in enumerate(tasks):

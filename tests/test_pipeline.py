@@ -14,7 +14,8 @@ from tag_tf.io import write_json_atomic
 from tag_tf.run import PRESETS, RunConfig, stages
 from tag_tf.rundir import RunDir
 
-TINY = PRESETS["demo"].replace(num_examples=1200, trunk_filters=8, epochs=3, baselines=())
+# The demo preset at test size: its data and trunk, 5 epochs (not 10), TAG alone (no baselines), one seed.
+TINY = PRESETS["demo"].replace(epochs=5, baselines=(), eval_seeds=1)
 
 
 @pytest.mark.parametrize(
@@ -79,6 +80,18 @@ def test_tiny_demo_recovers_the_planted_grouping(tiny_run):
     assert [row["name"] for row in metrics["groupings"]] == ["tag_k3"]
     assert sorted(os.listdir(run_dir)) == ["affinity.json", "config.json", "export", "groups", "metrics.json",
                                            "report", "selection.json", "tensorboard", "train.json"]
+
+
+def test_tiny_demo_recovers_the_planted_grouping_with_another_seed_too(tmp_path):
+    """Seed 0 is the fixture's run; seed 1 (other data, initialisation and shuffling): the affinity
+    and select stages alone."""
+    config = TINY.replace(seed=1)
+    data = tag_run.load_data(config)
+    context = stages.Run(config, data, RunDir(str(tmp_path)), False, stages.RunReport())
+    stages.affinity_stage(context)
+    stages.select_stage(context)
+    [grouping] = selection.load_selection(context.dir.selection)[1]
+    assert sorted(map(sorted, grouping.groups)) == data.planted_grouping
 
 
 def test_export_stage_serves_every_task_from_its_tag_network(tiny_run):
@@ -161,3 +174,44 @@ def test_celeba_sample_preset_loads_the_paper_tasks(celeba_sample):
     data = tag_run.load_data(config)
     image, labels = next(iter(data.splits["validation"]))
     assert image.shape == (16, 16, 3) and sorted(labels) == sorted(tag_run.PAPER_CELEBA_TASKS)
+
+
+def test_evaluate_gives_means_spreads_and_paired_intervals_over_eval_seeds(tmp_path):
+    """Two evaluation seeds of hand-written group results: every grouping's mean ± std and the
+    paired TAG − baseline interval, computed by hand."""
+    config = TINY.replace(planted_groups=1, tasks_per_group=2, num_groups=(1,), baselines=("single_task",),
+                          eval_seeds=2)
+    names = ["g0_t0", "g0_t1"]
+    run_dir = RunDir(str(tmp_path))
+    accuracy = {  # seed -> group -> task -> accuracy
+        0: {("g0_t0", "g0_t1"): {"g0_t0": 0.9, "g0_t1": 0.8}, ("g0_t0",): {"g0_t0": 0.8}, ("g0_t1",): {"g0_t1": 0.7}},
+        1: {("g0_t0", "g0_t1"): {"g0_t0": 0.7, "g0_t1": 0.8}, ("g0_t0",): {"g0_t0": 0.8}, ("g0_t1",): {"g0_t1": 0.8}},
+    }
+    for seed, groups in accuracy.items():
+        for group, values in groups.items():
+            write_json_atomic(run_dir.group_result(names, group, seed),
+                              {"tasks": list(group), "parameters": 1, "flops": 1, "seconds": 1.0,
+                               "test": {t: {"loss": 0.1, "accuracy": a} for t, a in values.items()},
+                               "validation": {t: {"loss": 0.1, "accuracy": a} for t, a in values.items()}})
+    write_json_atomic(run_dir.affinity, {"tasks": names, "seconds": 3.0})
+    write_json_atomic(run_dir.selection, {"tasks": names, "selections": [{
+        "groups": [names], "assignment": {"g0_t0": 0, "g0_t1": 0}, "score": 1.0, "optimal": True,
+        "upper_bound": 1.0, "method": "dp", "seconds": 0.0, "budget": 1}]})
+    stages.evaluate_stage(stages.Run(config, tag_run.load_data(config), run_dir, False, stages.RunReport()))
+    metrics = json.load(open(run_dir.metrics))
+    rows = {r["name"]: r for r in metrics["groupings"]}
+    assert metrics["eval_seeds"] == 2
+    # TAG: totals 10 + 20 = 30 and 30 + 20 = 50; single-task: 20 + 30 = 50 and 20 + 20 = 40
+    assert rows["tag_k1"]["total_errors"] == pytest.approx([30.0, 50.0])
+    assert rows["tag_k1"]["total_error"] == pytest.approx(40.0)
+    assert rows["tag_k1"]["total_error_std"] == pytest.approx(np.sqrt(200.0))  # sample std of 30, 50
+    assert rows["tag_k1"]["per_task"]["g0_t0"]["accuracy"] == pytest.approx(0.8)
+    assert rows["tag_k1"]["per_task_error_std"] == pytest.approx({"g0_t0": np.sqrt(200.0), "g0_t1": 0.0})
+    assert rows["single_task"]["total_errors"] == pytest.approx([50.0, 40.0])
+    # paired: d = 30 - 50, 50 - 40 = -20, +10; mean -5, std sqrt(450), t(0.975, 1) = 12.7062
+    [comparison] = metrics["comparisons"]
+    assert (comparison["tag"], comparison["baseline"], comparison["seeds"]) == ("tag_k1", "single_task", 2)
+    assert comparison["mean"] == pytest.approx(-5.0)
+    half = 12.706204736 * np.sqrt(450.0) / np.sqrt(2)
+    assert comparison["interval"] == pytest.approx([-5.0 - half, -5.0 + half])
+    assert comparison["beyond_noise"] is False

@@ -17,7 +17,7 @@ from tag_tf.io import read_json
 from tag_tf.selection import load_selection
 
 TINY = tag_run.PRESETS["demo"].replace(num_examples=600, epochs=2, trunk_filters=4, planted_groups=2,
-                           tasks_per_group=2, num_groups=(2,), baselines=("all_in_one",))
+                           tasks_per_group=2, num_groups=(2,), baselines=("all_in_one",), eval_seeds=2)
 TASKS = ["g0_t0", "g0_t1", "g1_t0", "g1_t1"]
 
 
@@ -71,8 +71,14 @@ def test_html_names_every_task_and_every_image_it_shows_exists(run_dir):
 def test_html_holds_the_runs_numbers_and_where_the_model_is(run_dir):
     text = " ".join(read_page(run_dir).text)
     metrics = read_json(os.path.join(run_dir, "metrics.json"))
-    for row in metrics["groupings"]:
-        assert f"{row['total_error']:.2f}" in text
+    for row in metrics["groupings"]:  # two seeds: mean ± std, every task's too
+        assert f"{row['total_error']:.2f} ± {row['total_error_std']:.2f} (2 seeds)" in text
+        for task in TASKS:
+            assert f"{100 * (1 - row['per_task'][task]['accuracy']):.2f} ± {row['per_task_error_std'][task]:.2f}" in text
+    [comparison] = metrics["comparisons"]  # tag_k2 vs all_in_one, seed by seed
+    low, high = comparison["interval"]
+    assert "TAG against each baseline, seed by seed" in text
+    assert f"{comparison['mean']:+.2f} [{low:+.2f}, {high:+.2f}]" in text
     _, groupings = load_selection(os.path.join(run_dir, "selection.json"))
     assert f"{groupings[0].score:.4g}" in text
     assert "network 1 trains {" in text

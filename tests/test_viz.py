@@ -49,6 +49,28 @@ def test_heatmap_size_cells_and_colours(tmp_path):
     assert zero_ish.min() > 200  # near 0: near white
 
 
+def test_heatmap_scale_ignores_the_diagonal_which_is_grey_with_its_values(tmp_path):
+    """Self-affinity ten times the rest would wash the colours out: the scale is the largest
+    off-diagonal |entry| (here 1.0, full red), and the diagonal is grey with its values written."""
+    matrix = np.array([[10.0, 1.0, -0.5], [0.2, 12.0, -1.0], [0.0, 0.5, 9.0]])
+    figure = viz.affinity_heatmap(TASKS, matrix)
+    pixels = saved(figure, tmp_path)
+    axes = figure.axes[0]
+    assert figure.axes[1].get_ylim() == (-1.0, 1.0)  # the colour bar spans the off-diagonal entries only
+    assert {"10", "12", "9"} <= {t.get_text() for t in axes.texts}
+
+    def colour(source, target):
+        x, y = axes.transData.transform((target, source - 0.3))
+        return pixels[round(pixels.shape[0] - y), round(x)]
+
+    for i in range(3):
+        np.testing.assert_allclose(colour(i, i), [153, 153, 153], atol=2)  # grey (0.6)
+    red, blue = colour(0, 1), colour(1, 2)
+    # 1.0 and -1.0 are the ends of the scale: the darkest red and blue (RdBu), not washed out by 10
+    np.testing.assert_allclose(red, [103, 0, 31], atol=3)
+    np.testing.assert_allclose(blue, [5, 48, 97], atol=3)
+
+
 def test_heatmap_rejects_bad_input():
     with pytest.raises(ValueError, match=r"square \[source, target\]"):
         viz.affinity_heatmap(TASKS, np.zeros((3, 2)))
@@ -125,6 +147,13 @@ def test_saliency_maps_are_finite_per_task_and_differ_between_heads(network, ima
     for t in range(4):
         assert maps[t].std() > 0  # not flat
     assert np.abs(maps[0] - maps[1]).max() > 0.05  # two binary heads look at different pixels
+
+
+def test_saliency_of_one_head_matches_the_same_head_among_others(network, images):
+    """A network serving one task (a single-task group) gives a one-output model: same map."""
+    one = viz.saliency_maps(network, network.tasks[:1], images)
+    assert one.shape == (1, 3, 16, 16)
+    np.testing.assert_allclose(one[0], viz.saliency_maps(network, network.tasks, images)[0], atol=1e-5)
 
 
 def test_saliency_rejects_bad_input(network, images):

@@ -36,7 +36,7 @@ from tag_tf.data import synthetic
 from tag_tf.distribute import STRATEGIES
 from tag_tf.tasks import as_tasks
 
-DATASETS = ("planted", "planted_tabular", "celeba_folder", "celeba_tfds", "recipe")
+DATASETS = ("planted", "planted_tabular", "planted_textures", "celeba_folder", "celeba_tfds", "recipe")
 DEFAULT_BASELINES = ("all_in_one", "single_task", "random")
 
 
@@ -170,16 +170,20 @@ class EvaluationConfig:
     """Attributes:
       baselines: which of `tag_tf.baselines.BASELINES` to train and evaluate beside TAG.
       random_seeds: random groupings per budget k.
+      eval_seeds: networks trained per group, with seeds seed, seed + 1, ... (initialisation and
+        shuffling; the data stay the same): every grouping's measures are means over them, with
+        their spread, and TAG is compared with each baseline seed by seed.
     """
 
     baselines: tuple[str, ...] = DEFAULT_BASELINES
     random_seeds: int = 5
+    eval_seeds: int = 1
 
     def __post_init__(self):
         object.__setattr__(self, "baselines", tuple(self.baselines))
         for baseline in self.baselines:
             check_choice("baseline", baseline, BASELINES)
-        check_positive_ints(self, ("random_seeds",))
+        check_positive_ints(self, ("random_seeds", "eval_seeds"))
 
 
 @dataclasses.dataclass(frozen=True)

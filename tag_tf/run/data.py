@@ -12,7 +12,7 @@ import dataclasses
 
 import tensorflow as tf
 
-from tag_tf.data import celeba, pipeline, synthetic
+from tag_tf.data import celeba, pipeline, synthetic, textures
 from tag_tf.run.config import RunConfig
 from tag_tf.run.recipe import load_recipe
 from tag_tf.tasks import Task, as_tasks
@@ -34,9 +34,10 @@ def load_data(config: RunConfig) -> RunData:
         recipe = load_recipe(data.recipe)
         by_name = {t.name: t for t in recipe.tasks}
         return RunData(recipe.load_data(), [by_name[n] for n in data.tasks] if data.tasks else recipe.tasks)
-    if data.dataset in ("planted", "planted_tabular"):
-        make = synthetic.planted_groups if data.dataset == "planted" else synthetic.planted_groups_tabular
-        size = {"image_size": data.image_size} if data.dataset == "planted" else {}
+    if data.dataset.startswith("planted"):
+        make = {"planted": synthetic.planted_groups, "planted_tabular": synthetic.planted_groups_tabular,
+                "planted_textures": textures.planted_textures}[data.dataset]
+        size = {} if data.dataset == "planted_tabular" else {"image_size": data.image_size}
         planted = make(data.planted_groups, data.tasks_per_group, data.num_examples, seed=seed, **size)
         by_name = {t.name: t for t in planted.tasks}
         tasks = [by_name[n] for n in data.tasks] if data.tasks else planted.tasks

@@ -151,65 +151,78 @@ def select_stage(run: Run) -> None:
 
 
 def train_stage(run: Run) -> None:
-    """Train one network per group that any grouping to evaluate needs; one result file each."""
-    names = run.names
-    needed = {group for _, grouping in groupings_to_evaluate(run) for group in grouping.groups}
-    if "hoa" in run.config.evaluation.baselines:
-        needed |= set(hoa.networks(names))
-    needed = _in_task_order(needed, names)
+    """Train one network per group that any grouping to evaluate needs, with every evaluation seed
+    (HOA's single and pair networks, which only choose, with the first); one result file each."""
+    names, seeds = run.names, range(run.config.evaluation.eval_seeds)
+    needed = _in_task_order({group for _, grouping in groupings_to_evaluate(run) for group in grouping.groups}, names)
     for group in needed:
-        _train_group(run, group)
+        for seed in seeds:
+            _train_group(run, group, seed)
+    trained = {group: list(seeds) for group in needed}
     if "hoa" in run.config.evaluation.baselines:  # HOA's choice needs the pairs first; then its groups are trained
+        for group in _in_task_order(set(hoa.networks(names)) - set(needed), names):
+            _train_group(run, group, 0)
+            trained[group] = [0]
         barrier(run.strategy)  # the chief's pair results are written
-        chosen = {g for _, grouping in hoa_groupings(run) for g in grouping.groups}
-        extra = _in_task_order(chosen - set(needed), names)
-        for group in extra:
-            _train_group(run, group)
-        needed += extra
+        for group in _in_task_order({g for _, grouping in hoa_groupings(run) for g in grouping.groups}, names):
+            for seed in seeds:
+                _train_group(run, group, seed)
+            trained[group] = list(seeds)
     write_json_atomic(run.out.train, {"groups": [
-        {"tasks": list(g), "result": run.dir.relative(run.dir.group_result(names, g))} for g in needed]})
+        {"tasks": list(g), "result": run.dir.relative(run.dir.group_result(names, g)),
+         "seeds": [run.dir.relative(run.dir.group_result(names, g, s)) for s in trained[g]]}
+        for g in _in_task_order(trained, names)]})
 
 
-def _train_group(run: Run, group: tuple[str, ...]) -> None:
-    """Train (plain, early stopping) and measure one group's network, unless its result exists."""
-    path = run.dir.group_result(run.names, group)
+def _train_group(run: Run, group: tuple[str, ...], seed: int = 0) -> None:
+    """Train (plain, early stopping) and measure one group's network with evaluation seed `seed`
+    (the run's seed + `seed`), unless its result exists."""
+    path = run.dir.group_result(run.names, group, seed)
     if os.path.exists(path) and not run.overwrite:
         return
-    logging.info("training a network on %s", list(group))
+    logging.info("training a network on %s (evaluation seed %d)", list(group), seed)
     start = time.time()
+    config = run.config.replace(seed=run.config.runtime.seed + seed) if seed else run.config
     by_name = {t.name: t for t in run.data.tasks}
-    model = build_network(run.config, run.data, [by_name[t] for t in group])
-    early = keras.callbacks.EarlyStopping(monitor="val_loss", patience=run.config.train.patience,
+    model = build_network(config, run.data, [by_name[t] for t in group])
+    early = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.train.patience,
                                           restore_best_weights=True)
-    fit(run.config, run.data, model, run.dir.group_backup(run.names, group), [early], restore_only=not run.chief)
+    fit(config, run.data, model, run.dir.group_backup(run.names, group, seed), [early], restore_only=not run.chief)
     result = {
         "tasks": list(group),
-        "test": evaluate_per_task(model, batches(run.config, run.data, "test")),
-        "validation": evaluate_per_task(model, batches(run.config, run.data, "validation")),
+        "seed": config.runtime.seed,
+        "test": evaluate_per_task(model, batches(config, run.data, "test")),
+        "validation": evaluate_per_task(model, batches(config, run.data, "validation")),
         "parameters": int(model.count_params()),
         "flops": inference_flops(model),
         "seconds": round(time.time() - start, 2),
     }
-    save_model_atomic(model, run.out.group_model(run.names, group))
-    write_json_atomic(run.out.group_result(run.names, group), result)
+    save_model_atomic(model, run.out.group_model(run.names, group, seed))
+    write_json_atomic(run.out.group_result(run.names, group, seed), result)
     run.report.trained.append(group)
 
 
 def evaluate_stage(run: Run) -> None:
-    """Measure every grouping from its networks' results; write metrics.json."""
+    """Measure every grouping from its networks' results, for every evaluation seed, and compare
+    TAG with each baseline seed by seed; write metrics.json."""
     names = run.names
     groupings = groupings_to_evaluate(run)
     if "hoa" in run.config.evaluation.baselines:
         groupings += hoa_groupings(run)
-    results = {group: read_json(run.dir.group_result(names, group))
-               for _, grouping in groupings for group in grouping.groups}
-    rows = [grouped.grouping_row(label, grouping, results, names) for label, grouping in groupings]
-    if "single_task" in run.config.evaluation.baselines:
-        single = {t: grouped.task_error(results[(t,)]["test"][t]) for t in names}
-        for row in rows:
-            errors = {t: grouped.task_error(m) for t, m in row["per_task"].items()}
-            row["delta_mtl"] = grouped.delta_mtl(errors, single, lower_is_better=True)
-    write_json_atomic(run.out.metrics, {"tasks": names, "groupings": rows})
+    rows = []
+    for seed in range(run.config.evaluation.eval_seeds):
+        results = {group: read_json(run.dir.group_result(names, group, seed))
+                   for _, grouping in groupings for group in grouping.groups}
+        seed_rows = [grouped.grouping_row(label, grouping, results, names) for label, grouping in groupings]
+        if "single_task" in run.config.evaluation.baselines:
+            single = {t: grouped.task_error(results[(t,)]["test"][t]) for t in names}
+            for row in seed_rows:
+                errors = {t: grouped.task_error(m) for t, m in row["per_task"].items()}
+                row["delta_mtl"] = grouped.delta_mtl(errors, single, lower_is_better=True)
+        rows.append(seed_rows)
+    combined = [grouped.combine_seeds([seed_rows[i] for seed_rows in rows]) for i in range(len(groupings))]
+    write_json_atomic(run.out.metrics, {"tasks": names, "eval_seeds": run.config.evaluation.eval_seeds,
+                                        "groupings": combined, "comparisons": grouped.compare_with_baselines(combined)})
 
 
 def export_stage(run: Run) -> None:
