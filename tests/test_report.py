@@ -94,7 +94,7 @@ def test_report_without_export_or_images_says_so(run_dir, tmp_path):
     path = report.write_report(copy, tag_run.load_data(TINY).tasks, None)
     page = Page(open(path).read())
     text = " ".join(page.text)
-    assert "no exported SavedModel" in text and "The inputs are not images" in text
+    assert "no exported SavedModel" in text and "The input is not one image" in text
     assert all(os.path.exists(os.path.join(copy, "report", s)) for s in page.images)
     with pytest.raises(ValueError, match="num_images must be a positive integer, got 0"):
         report.write_report(copy, tag_run.load_data(TINY).tasks, None, num_images=0)
