@@ -1,5 +1,6 @@
 """Distribution: 1 device, 2 mirrored replicas and 2 worker processes over the same global
-batches give the same affinity matrix. Each run is a fresh process (tests/distributed_affinity_run.py)."""
+batches give the same affinity matrix. Runs are fresh processes (tests/distributed_affinity_run.py);
+1 device and 2 mirrored replicas are compared within one process."""
 
 import json
 import os
@@ -39,29 +40,32 @@ def run(tmp_path, name, *flags):
 
 
 @pytest.fixture(scope="module")
-def single_device(tmp_path_factory):
-    return run(tmp_path_factory.mktemp("single"), "single", "--strategy=default")
+def default_and_mirrored(tmp_path_factory):
+    """model.fit on 1 device, then on 2 mirrored replicas, in one process."""
+    return run(tmp_path_factory.mktemp("fit"), "fit", "--strategies=default,mirrored", "--replicas=2")
 
 
-def test_two_mirrored_replicas_give_the_single_device_matrix(tmp_path, single_device):
-    mirrored = run(tmp_path, "mirrored", "--strategy=mirrored", "--replicas=2")
-    assert mirrored["replicas"] == 2 and mirrored["steps"] == single_device["steps"] == 20
-    np.testing.assert_allclose(mirrored["matrix"], single_device["matrix"], rtol=0, atol=1e-5)
-    assert mirrored["loss"] == pytest.approx(single_device["loss"], rel=1e-5)
+def test_two_mirrored_replicas_give_the_single_device_matrix(default_and_mirrored):
+    single, mirrored = default_and_mirrored["default"], default_and_mirrored["mirrored"]
+    assert (single["replicas"], mirrored["replicas"]) == (1, 2)
+    assert mirrored["steps"] == single["steps"] == 20
+    np.testing.assert_allclose(mirrored["matrix"], single["matrix"], rtol=0, atol=1e-5)
+    assert mirrored["loss"] == pytest.approx(single["loss"], rel=1e-5)
 
 
-def test_custom_loop_under_mirrored_equals_fit(tmp_path, single_device):
-    custom = run(tmp_path, "custom", "--strategy=mirrored", "--replicas=2", "--loop=custom")
-    np.testing.assert_allclose(custom["matrix"], single_device["matrix"], rtol=0, atol=1e-5)
-    assert custom["kernel_sum"] == pytest.approx(single_device["kernel_sum"], rel=1e-5)
+def test_custom_loop_under_mirrored_equals_fit(tmp_path, default_and_mirrored):
+    custom = run(tmp_path, "custom", "--strategies=mirrored", "--replicas=2", "--loop=custom")["mirrored"]
+    single = default_and_mirrored["default"]
+    np.testing.assert_allclose(custom["matrix"], single["matrix"], rtol=0, atol=1e-5)
+    assert custom["kernel_sum"] == pytest.approx(single["kernel_sum"], rel=1e-5)
 
 
 def test_one_and_two_mirrored_replicas_give_the_same_balancing(tmp_path):
     """Same global batches (with labels missing unevenly between replicas), affinity every 2 steps
     so that both train steps run: the same balancer state, weights and affinity matrix."""
-    flags = "--balancers=gradnorm,uncertainty,pcgrad"
-    single = run(tmp_path, "single", "--strategy=default", flags)
-    mirrored = run(tmp_path, "mirrored", "--strategy=mirrored", "--replicas=2", flags)
+    both = run(tmp_path, "balancing", "--strategies=default,mirrored", "--replicas=2",
+               "--balancers=gradnorm,uncertainty,pcgrad")
+    single, mirrored = both["default"], both["mirrored"]
     for name in ("gradnorm", "uncertainty", "pcgrad"):
         one, two = single[name], mirrored[name]
         assert (one["replicas"], two["replicas"]) == (1, 2)
@@ -78,16 +82,16 @@ def free_port():
         return s.getsockname()[1]
 
 
-def test_two_workers_on_localhost_agree_with_each_other_and_a_single_process(tmp_path, single_device):
+def test_two_workers_on_localhost_agree_with_each_other_and_a_single_process(tmp_path, default_and_mirrored):
     cluster = {"worker": [f"localhost:{free_port()}", f"localhost:{free_port()}"]}
     outs = [str(tmp_path / f"worker{i}.json") for i in range(2)]
-    workers = [start(out, "--strategy=multi_worker", "--loop=custom",
+    workers = [start(out, "--strategies=multi_worker", "--loop=custom",
                      tf_config={"cluster": cluster, "task": {"type": "worker", "index": i}})
                for i, out in enumerate(outs)]
-    results = [finish(worker, out) for worker, out in zip(workers, outs)]
+    results = [finish(worker, out)["multi_worker"] for worker, out in zip(workers, outs)]
     assert [r["replicas"] for r in results] == [2, 2]
     np.testing.assert_array_equal(results[0]["matrix"], results[1]["matrix"])
-    np.testing.assert_allclose(results[0]["matrix"], single_device["matrix"], rtol=0, atol=1e-4)
+    np.testing.assert_allclose(results[0]["matrix"], default_and_mirrored["default"]["matrix"], rtol=0, atol=1e-4)
 
 
 def test_strategy_names():
