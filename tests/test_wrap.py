@@ -200,3 +200,22 @@ def test_shared_variables_can_be_given_and_survive_saving(tmp_path):
     model.save(tmp_path / "m.keras")
     loaded = keras.models.load_model(tmp_path / "m.keras")
     assert loaded.variable_roles() == model.variable_roles()
+
+
+def test_a_saved_model_loads_compiled_with_its_task_losses_weights_and_metrics(tmp_path):
+    model = wrap(towers_network(), TASKS)
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss={"spend": "mae"}, loss_weights={"kind": 0.5},
+                  metrics={"click": ["AUC"], "spend": [keras.metrics.MeanSquaredError(name="sq")]})
+    model.fit(X, Y, batch_size=8, epochs=1, verbose=0)
+    path = str(tmp_path / "towers.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    expected = model.evaluate(X, Y, batch_size=N, verbose=0, return_dict=True)
+    result = loaded.evaluate(X, Y, batch_size=N, verbose=0, return_dict=True)
+    assert sorted(result) == sorted(expected) and {"click_auc", "spend_sq", "spend_loss"} <= set(result)
+    for name, value in expected.items():
+        assert result[name] == pytest.approx(value, rel=1e-6), name
+    outputs = {k: v.numpy() for k, v in model(X).items()}
+    assert result["spend_loss"] == pytest.approx(np.mean(np.abs(outputs["spend"][:, 0] - Y["spend"])), rel=1e-5)
+    for saved, restored in zip(model.optimizer.variables, loaded.optimizer.variables):
+        np.testing.assert_array_equal(restored.numpy(), saved.numpy())

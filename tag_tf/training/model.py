@@ -165,6 +165,21 @@ class MultiTaskModel(keras.Model):
         self._loss_weights = {t: float(w) for t, w in weights.items()}
         self.compiled_task_metrics = {t: task_metrics(m, t) for t, m in per_task(metrics, names, "metrics").items()}
         super().compile(optimizer=optimizer, **kwargs)
+        self._task_compile_args = {"loss": loss, "loss_weights": loss_weights, "metrics": metrics}
+
+    def get_compile_config(self) -> dict:
+        """Keras' compile config plus the per-task `loss`, `loss_weights` and `metrics`, so that
+        `keras.models.load_model` compiles the loaded model as this one was."""
+        config = super().get_compile_config()
+        if config:
+            config.update(keras.saving.serialize_keras_object(self._task_compile_args))
+        return config
+
+    def compile_from_config(self, config: dict) -> None:
+        """Compile from `get_compile_config()`'s output (what `keras.models.load_model` calls)."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.built:
+            self.optimizer.build(self.trainable_variables)  # so that the saved optimizer state loads
 
     def _per_example_loss(self, task: Task, labels, outputs):
         function = self._loss_functions[task.name]
