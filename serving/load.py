@@ -86,8 +86,9 @@ class LoadSpec:
 
 @dataclasses.dataclass(frozen=True)
 class Request:
-    """One request: who sent it, what it asked, when (epoch seconds), how long it took, and the
-    answer (outputs and the version it names, None over REST) or the error."""
+    """One request: who sent it, what it asked, when (epoch seconds), how long it took, the
+    answer (outputs and the version it names, None over REST) or the error, and the seconds it
+    waited for the new version before it was sent (a gated request)."""
 
     client: int
     index: int
@@ -98,6 +99,7 @@ class Request:
     version: int | None
     outputs: dict[str, np.ndarray] | None
     error: str | None = None
+    waited: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -264,8 +266,10 @@ def _client(spec: LoadSpec, pool: np.ndarray, k: int, shared: _Shared, records: 
         shared.go.wait()
         for i in range(spec.requests):
             rows = tuple(int(r) for r in rng.integers(0, len(pool), spec.batch))
+            gate = time.perf_counter()
             if i >= spec.requests - spec.gated:
                 shared.served.wait()
+            waited = time.perf_counter() - gate
             started, start = time.time(), time.perf_counter()
             try:
                 outputs, version = client.predict_with_version(spec.model, {spec.input_name: pool[list(rows)]},
@@ -273,7 +277,8 @@ def _client(spec: LoadSpec, pool: np.ndarray, k: int, shared: _Shared, records: 
                 error = None
             except Exception as failure:  # a lost request: recorded and reported, never hidden
                 outputs, version, error = None, None, f"{type(failure).__name__}: {failure}"
-            records.append(Request(k, i, protocol, rows, started, time.perf_counter() - start, version, outputs, error))
+            records.append(Request(k, i, protocol, rows, started, time.perf_counter() - start, version, outputs, error,
+                                   waited))
             with shared.done.get_lock():
                 shared.done.value += 1
 
