@@ -34,12 +34,15 @@ from tag_tf.export import check_networks, export_multihead, keras_reference  # n
 
 FLAGS = flags.FLAGS
 common.define_multihead_flags()
-flags.DEFINE_integer("clients", 64, "Concurrent clients, half REST, half gRPC.")
+flags.DEFINE_integer("clients", 64, "Concurrent clients: even-numbered ones speak REST, odd-numbered ones "
+                     "gRPC, each through its own TFServingClient.")
 flags.DEFINE_integer("requests", 100, "Requests per client, one after the other.")
+flags.DEFINE_integer("processes", 1, "Client processes the client threads are split over: 1 runs every "
+                     "client as a thread of this process; more when one process's GIL holds the clients back.")
+flags.DEFINE_float("reload_at", 0.5, "Fraction of all requests done when version 2 is copied into the "
+                   "model's base path.")
 flags.DEFINE_integer("batch", 1, "Images per request.")
 flags.DEFINE_integer("pool", 32, "Distinct images the requests draw from.")
-flags.DEFINE_integer("processes", 1, "Client processes the client threads are split over.")
-flags.DEFINE_float("reload_at", 0.5, "Fraction of all requests done when version 2 is copied in.")
 flags.DEFINE_float("poll_seconds", 1.0, "The server's --file_system_poll_wait_seconds.")
 flags.DEFINE_float("timeout", 120.0, "Seconds per request attempt (and for the new version to serve).")
 
