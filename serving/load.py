@@ -104,13 +104,15 @@ class Request:
 
 @dataclasses.dataclass(frozen=True)
 class LoadResult:
-    """Every request, and the reload's times (epoch seconds; None when there was none, or for
-    `served` when the new version never served within the timeout)."""
+    """Every request, the reload's times (epoch seconds; None when there was none, or for
+    `served` when the new version never served within the timeout), and the CPU seconds the
+    client processes used from their start (after importing TensorFlow) to their last answer."""
 
     spec: LoadSpec
     requests: list[Request]
     reload_started: float | None
     served: float | None
+    client_cpu_seconds: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,14 +160,15 @@ def run_load(spec: LoadSpec, pool: np.ndarray, reload: Callable[[], object] | No
     reloader = threading.Thread(target=_reload, args=(spec, shared, reload, new_version, timeline), daemon=True)
     groups = [list(range(p, spec.clients, spec.processes)) for p in range(spec.processes)]
     if spec.processes == 1:
-        records: list[Request] = []
-        runner = threading.Thread(target=lambda: records.extend(_run_clients(spec, pool, groups[0], shared)),
+        outcome: list[tuple[list[Request], float]] = []
+        runner = threading.Thread(target=lambda: outcome.append(_run_clients(spec, pool, groups[0], shared)),
                                   daemon=True)
         runner.start()
         _start(shared, spec.clients, spec.timeout)
         if reload is not None:
             reloader.start()
         runner.join()
+        (records, cpu), = outcome
     else:
         queue = context.Queue()
         workers = [context.Process(target=_process_main, args=(spec, pool, group, shared, queue), daemon=True)
@@ -175,14 +178,14 @@ def run_load(spec: LoadSpec, pool: np.ndarray, reload: Callable[[], object] | No
         _start(shared, spec.clients, spec.timeout + 120)  # each process imports TensorFlow first
         if reload is not None:
             reloader.start()
-        records = _collect(queue, workers)
+        records, cpu = _collect(queue, workers)
     shared.done_all.set()
     if reload is not None:
         reloader.join()
     if "error" in timeline:
         raise timeline["error"]
     return LoadResult(spec, sorted(records, key=lambda r: (r.client, r.index)),
-                      timeline.get("started"), timeline.get("served"))
+                      timeline.get("started"), timeline.get("served"), cpu)
 
 
 class _Shared:
@@ -203,20 +206,21 @@ def _start(shared: _Shared, clients: int, timeout: float) -> None:
     shared.go.set()
 
 
-def _collect(queue, workers) -> list[Request]:
-    """The requests every client process puts on `queue`; RuntimeError if one dies without."""
-    records, missing = [], len(workers)
+def _collect(queue, workers) -> tuple[list[Request], float]:
+    """The requests and CPU seconds every client process puts on `queue`; RuntimeError if one dies
+    without."""
+    records, cpu, missing = [], 0.0, len(workers)
     while missing:
         try:
-            records += queue.get(timeout=1.0)
-            missing -= 1
+            requests, seconds = queue.get(timeout=1.0)
+            records, cpu, missing = records + requests, cpu + seconds, missing - 1
         except Empty:
             dead = [w.exitcode for w in workers if w.exitcode not in (None, 0)]
             if dead:
                 raise RuntimeError(f"A client process died (exit codes {dead}); its requests are lost.") from None
     for worker in workers:
         worker.join()
-    return records
+    return records, cpu
 
 
 def _reload(spec: LoadSpec, shared: _Shared, reload, new_version: int, timeline: dict) -> None:
@@ -245,15 +249,17 @@ def _process_main(spec: LoadSpec, pool: np.ndarray, clients: list[int], shared: 
     queue.put(_run_clients(spec, pool, clients, shared))
 
 
-def _run_clients(spec: LoadSpec, pool: np.ndarray, clients: list[int], shared: _Shared) -> list[Request]:
-    """One thread per client; returns their requests."""
+def _run_clients(spec: LoadSpec, pool: np.ndarray, clients: list[int], shared: _Shared
+                 ) -> tuple[list[Request], float]:
+    """One thread per client; returns their requests and this process's CPU seconds meanwhile."""
+    cpu = time.process_time()
     records: list[Request] = []
     threads = [threading.Thread(target=_client, args=(spec, pool, k, shared, records)) for k in clients]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    return records
+    return records, time.process_time() - cpu
 
 
 def _client(spec: LoadSpec, pool: np.ndarray, k: int, shared: _Shared, records: list[Request]) -> None:

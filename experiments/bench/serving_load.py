@@ -61,6 +61,13 @@ def export_versions(base: str, staging: str, pool: np.ndarray) -> tuple[str, dic
     return path, expected
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) of a running process, from /proc (Linux)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main(argv):
     del argv
     base, staging = tempfile.mkdtemp(prefix="bench_load_"), tempfile.mkdtemp(prefix="bench_load_staged_")
@@ -77,8 +84,10 @@ def main(argv):
                         requests=FLAGS.requests, batch=FLAGS.batch, processes=FLAGS.processes,
                         reload_after=int(FLAGS.reload_at * total), timeout=FLAGS.timeout)
         machine = common.machine()  # the load on the machine as the clients start
+        before = process_cpu_seconds(server.process.pid)
         result = run_load(spec, pool, reload=lambda: copy_version(staged, os.path.join(base, MODEL), 2),
                           new_version=2)
+        server_cpu = process_cpu_seconds(server.process.pid) - before
     report = check_answers(result, expected)
     first = min(r.started for r in result.requests)
     waited = sum(r.waited for r in result.requests)
@@ -98,6 +107,9 @@ def main(argv):
         print(f"| {key} | {count} | {p50:.1f} | {p99:.1f} |")
     print(f"\nThroughput: {report.requests_per_second:.1f} requests/s "
           f"({report.requests_per_second * FLAGS.batch:.1f} images/s) over {report.seconds:.1f}s.")
+    clients_cpu = result.client_cpu_seconds
+    print(f"CPU: the clients {clients_cpu:.1f}s ({clients_cpu / report.seconds:.2f} cores), the server "
+          f"{server_cpu:.1f}s ({server_cpu / report.seconds:.2f} cores) while the load ran.")
     print(f"Lost: {len(report.lost)}, wrong: {len(report.wrong)}, went back a version: {len(report.went_back)} "
           f"(of {len(result.requests)} requests).")
     for line in (report.lost + report.wrong + report.went_back)[:20]:
