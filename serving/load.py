@@ -272,10 +272,11 @@ def _client(spec: LoadSpec, pool: np.ndarray, k: int, shared: _Shared, records: 
         shared.go.wait()
         for i in range(spec.requests):
             rows = tuple(int(r) for r in rng.integers(0, len(pool), spec.batch))
-            gate = time.perf_counter()
+            waited = 0.0
             if i >= spec.requests - spec.gated:
+                gate = time.perf_counter()
                 shared.served.wait()
-            waited = time.perf_counter() - gate
+                waited = time.perf_counter() - gate
             started, start = time.time(), time.perf_counter()
             try:
                 outputs, version = client.predict_with_version(spec.model, {spec.input_name: pool[list(rows)]},
