@@ -96,8 +96,8 @@ def main(argv):
           f"process(es); n={FLAGS.tasks} tasks from k={FLAGS.networks} networks, CelebA trunk "
           f"{FLAGS.image_size}x{FLAGS.image_size} ({FLAGS.filters} filters); dev server in a subprocess on "
           f"127.0.0.1 ({grpc_threads} gRPC threads, poll {FLAGS.poll_seconds:g}s); {machine}.")
-    print(f"Hot reload: version 2 copied in after {spec.reload_after} requests, at {result.reload_started - first:.1f}s; "
-          + (f"served {result.served - result.reload_started:.1f}s later" if result.served else "NEVER served")
+    print(f"Hot reload: version 2 copied in after {spec.reload_after} requests, at "
+          f"{result.reload_started - first:.1f}s; " + (f"served {result.served - result.reload_started:.1f}s later" if result.served else "NEVER served")
           + f"; answers by version: {report.by_version}; gated last requests waited {waited:.1f}s in all.\n")
     print("| protocol | requests | p50 (ms) | p99 (ms) |")
     print("|---|---:|---:|---:|")
