@@ -84,6 +84,14 @@ class TFServingClient:
                 ) -> dict[str, np.ndarray]:
         """{output: array} for a batch of `inputs` ({input name: array or list; bytes for strings}).
         `row` picks REST's "instances" (True) or "inputs" (False) format."""
+        return self.predict_with_version(model, inputs, protocol=protocol, signature_name=signature_name,
+                                         version=version, row=row)[0]
+
+    def predict_with_version(self, model: str, inputs: Mapping[str, object], *, protocol: str = "rest",
+                             signature_name: str = "serving_default", version: int | None = None, row: bool = True
+                             ) -> tuple[dict[str, np.ndarray], int | None]:
+        """`predict`'s answer and the version that gave it: the gRPC answer's `model_spec.version`;
+        None over REST, whose predict answer (in TF Serving too) does not name the version."""
         _check_protocol(protocol)
         arrays = {name: _as_array(value) for name, value in inputs.items()}
         if protocol == "grpc":
@@ -92,11 +100,12 @@ class TFServingClient:
             for name, value in arrays.items():
                 request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
             response = self._grpc(self._predict.Predict, request)
-            return {name: tf.make_ndarray(tensor) for name, tensor in response.outputs.items()}
+            return ({name: tf.make_ndarray(tensor) for name, tensor in response.outputs.items()},
+                    response.model_spec.version.value)
         body = rest_api.request_body(arrays, row, signature_name)
         answer = self._rest("POST", f"{_model_path(model, version)}:predict", body)
         names = None if rest_api.named_outputs(answer) else self._signature_outputs(model, version, signature_name)
-        return rest_api.parse_predict_response(answer, names)
+        return rest_api.parse_predict_response(answer, names), None
 
     def metadata(self, model: str, *, protocol: str = "rest", version: int | None = None) -> dict:
         """TF Serving's model metadata as JSON: {"model_spec": ..., "metadata": {"signature_def": ...}}."""

@@ -129,8 +129,9 @@ def read_tasks_file(path: str) -> dict | None:
 
 
 def check_input(name: str, value: np.ndarray, spec: tf.TensorSpec) -> tf.Tensor:
-    """`value` as a tensor of the spec's dtype and shape, finite when it holds floats;
-    INVALID_ARGUMENT otherwise.
+    """`value` as a tensor of the spec's dtype and shape; INVALID_ARGUMENT otherwise. NaN and
+    infinite floats pass through to the model, as in TF Serving (its REST API reads the JSON
+    tokens NaN, Infinity and -Infinity; see serving/README.md).
 
     >>> try:
     ...     check_input("x", np.zeros((2, 3)), tf.TensorSpec([None, 4], tf.float32))
@@ -148,10 +149,6 @@ def check_input(name: str, value: np.ndarray, spec: tf.TensorSpec) -> tf.Tensor:
     if not spec.shape.is_compatible_with(value.shape):
         raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
                            f"Input {name!r} must have shape {spec.shape.as_list()}, got {list(value.shape)}.")
-    if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
-        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                           f"Input {name!r} holds {int(np.sum(~np.isfinite(value)))} NaN or infinite value(s); "
-                           "the model answers finite inputs only.")
     return tf.convert_to_tensor(value, spec.dtype)
 
 

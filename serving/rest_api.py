@@ -7,10 +7,12 @@ A predict request names its tensors in one of two ways (never both):
     {"signature_name": "...", "inputs": {...}}      columnar: {input: batch value}, or a bare value
                                                     for a single input
 
-Binary strings travel as {"b64": "<base64>"}. The answer mirrors the request: row requests get
-{"predictions": [...]} (per example: a bare value for a single output, else {output: value}),
-columnar requests get {"outputs": {...}} (a bare value for a single output). Errors are
-{"error": "<message>"} with a 4xx/5xx status; `BadRequest` is the 400 kind.
+Binary strings travel as {"b64": "<base64>"}; NaN and infinite floats as the JSON tokens NaN,
+Infinity and -Infinity (outside RFC 8259, but TF Serving reads and writes them: its REST API
+guide's "JSON conformance"), in requests and answers alike. The answer mirrors the request: row
+requests get {"predictions": [...]} (per example: a bare value for a single output, else
+{output: value}), columnar requests get {"outputs": {...}} (a bare value for a single output).
+Errors are {"error": "<message>"} with a 4xx/5xx status; `BadRequest` is the 400 kind.
 
 >>> import numpy as np
 >>> body = {"instances": [{"image_bytes": {"b64": "aGk="}}, {"image_bytes": {"b64": "aG8="}}]}
@@ -19,6 +21,9 @@ columnar requests get {"outputs": {...}} (a bare value for a single output). Err
 ([b'hi', b'ho'], True)
 >>> predict_response({"a": np.array([0.5, 1.0]), "b": np.array([[1, 2], [3, 4]])}, row=True)
 {'predictions': [{'a': 0.5, 'b': [1, 2]}, {'a': 1.0, 'b': [3, 4]}]}
+>>> inputs, _ = parse_predict_request(loads(b'{"inputs": [NaN, -Infinity]}', 4), {"x": np.dtype("float32")})
+>>> json.dumps(predict_response({"y": 2 * inputs["x"]}, row=False))
+'{"outputs": [NaN, -Infinity]}'
 """
 
 from __future__ import annotations
@@ -155,7 +160,7 @@ def to_array(name: str, value, dtype: np.dtype) -> np.ndarray:
         got = {"O": "a ragged or mixed value", "U": "strings", "f": "floats", "i": "integers",
                "b": "booleans"}.get(array.dtype.kind, array.dtype.name)
         raise BadRequest(f"Input {name!r}: expected {kind} ({dtype.name}), got {got}.")
-    with np.errstate(over="ignore"):  # out-of-range numbers become ±inf, which the server refuses
+    with np.errstate(over="ignore"):  # out-of-range numbers become ±inf, passed on like NaN and Infinity
         return array.astype(dtype)
 
 

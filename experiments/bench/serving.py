@@ -15,29 +15,24 @@ most k/n + 0.1 of the separate models (p50 latency ratio).
 from __future__ import annotations
 
 import os
-import platform
 import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
+from experiments.bench import common  # noqa: E402
 from serving.client import TFServingClient  # noqa: E402
 from tag_tf.deployment import write_deployment  # noqa: E402
 from serving.dev_server import launch  # noqa: E402
 from tag_tf.export import export_multihead  # noqa: E402
-from tag_tf.models import build_multitask_model, celeba_resnet_trunk  # noqa: E402
-from tag_tf.tasks import Task  # noqa: E402
+from tag_tf.models import build_multitask_model  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("tasks", 9, "n: tasks.")
-flags.DEFINE_integer("networks", 3, "k: networks of the multi-head model (tasks split evenly).")
-flags.DEFINE_integer("image_size", 64, "Input side.")
-flags.DEFINE_integer("filters", 64, "Filters of the CelebA trunk (the paper's: 64).")
+common.define_multihead_flags()
 flags.DEFINE_integer("repeats_1", 100, "Measured requests per alternative at batch 1.")
 flags.DEFINE_integer("repeats_64", 10, "Measured requests per alternative at batch 64.")
 
@@ -45,14 +40,11 @@ flags.DEFINE_integer("repeats_64", 10, "Measured requests per alternative at bat
 def build_models(base: str) -> tuple[list[str], float]:
     """Export "multihead" (k networks) and "single_<t>" (one per task); returns (model names, seconds)."""
     start = time.time()
-    tasks = [Task(f"t{i}") for i in range(FLAGS.tasks)]
-    groups = np.array_split(np.arange(FLAGS.tasks), FLAGS.networks)
-    trunk = lambda: celeba_resnet_trunk(FLAGS.image_size, filters=FLAGS.filters)  # noqa: E731
-    networks = [build_multitask_model(trunk(), [tasks[i] for i in g]) for g in groups]
-    export_multihead(networks, {tasks[i].name: n for n, g in enumerate(groups) for i in g}, base, "multihead",
-                     warmup=False)
+    networks, assignment = common.multihead_networks(seed=0)
+    export_multihead(networks, assignment, base, "multihead", warmup=False)
+    tasks = [task for network in networks for task in network.tasks]
     for task in tasks:
-        export_multihead([build_multitask_model(trunk(), [task])], {task.name: 0}, base, f"single_{task.name}",
+        export_multihead([build_multitask_model(common.trunk(), [task])], {task.name: 0}, base, f"single_{task.name}",
                          warmup=False)
     return ["multihead"] + [f"single_{t.name}" for t in tasks], time.time() - start
 
@@ -100,7 +92,6 @@ def row(path: str, size: int, times: dict[str, np.ndarray]) -> str:
 
 def main(argv):
     del argv
-    keras.utils.set_random_seed(0)
     base = tempfile.mkdtemp(prefix="bench_serving_")
     models, seconds = build_models(base)
     print(f"Exported the multi-head model and {FLAGS.tasks} single-task models in {seconds:.0f}s "
@@ -111,8 +102,7 @@ def main(argv):
     repeats = {1: FLAGS.repeats_1, 64: FLAGS.repeats_64}
     target = FLAGS.networks / FLAGS.tasks + 0.1
     lines = [f"n={FLAGS.tasks} tasks, k={FLAGS.networks} networks; target: multi-head / separate <= "
-             f"k/n + 0.1 = {target:.3f}; {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-             f"TF {tf.__version__}", "",
+             f"k/n + 0.1 = {target:.3f}; {common.machine()}", "",
              "| path | batch | multi-head p50 (ms) | p99 (ms) | examples/s | separate p50 (ms) | p99 (ms) | examples/s "
              "| p50 ratio | within target |",
              "|---|---|---|---|---|---|---|---|---|---|"]

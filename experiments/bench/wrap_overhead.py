@@ -24,12 +24,13 @@ import numpy as np  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 from keras import layers  # noqa: E402
 
+from experiments.bench import common  # noqa: E402
 from tag_tf.affinity import AffinityConfig  # noqa: E402
-from tag_tf.models import build_multitask_model, celeba_resnet_trunk, wrap  # noqa: E402
+from tag_tf.models import build_multitask_model, wrap  # noqa: E402
 from tag_tf.run import PAPER_CELEBA_TASKS  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("image_size", 64, "Side of the square images.")
+common.define_trunk_flags()
 flags.DEFINE_integer("batch_size", 64, "Batch size.")
 flags.DEFINE_integer("warmup_steps", 2, "Untimed first steps (tracing).")
 flags.DEFINE_integer("timed_steps", 20, "Timed steps per variant and mode.")
@@ -39,9 +40,9 @@ flags.DEFINE_integer("rounds", 4, "Interleaved rounds the timed steps are split 
 class SubclassedNet(keras.Model):
     """The CelebA trunk and a head per task, as a subclassed model."""
 
-    def __init__(self, size: int):
+    def __init__(self):
         super().__init__()
-        self.trunk = celeba_resnet_trunk(size)
+        self.trunk = common.trunk()
         self.heads = {t: layers.Dense(1, name=f"out_{t}") for t in PAPER_CELEBA_TASKS}
 
     def call(self, image):
@@ -51,7 +52,7 @@ class SubclassedNet(keras.Model):
 
 def functional_net(size: int) -> keras.Model:
     image = keras.Input((size, size, 3), name="image")
-    features = celeba_resnet_trunk(size)(image)
+    features = common.trunk()(image)
     return keras.Model(image, {t: layers.Dense(1, name=f"logit_{t}")(features) for t in PAPER_CELEBA_TASKS})
 
 
@@ -64,12 +65,12 @@ def variants(size: int, affinity) -> dict:
         return model
 
     def subclassed():
-        net = SubclassedNet(size)
+        net = SubclassedNet()
         net(np.zeros((1, size, size, 3), "float32"))
         return wrap(net, PAPER_CELEBA_TASKS, affinity=affinity)
 
     return {
-        "build_multitask_model": compiled(lambda: build_multitask_model(celeba_resnet_trunk(size), PAPER_CELEBA_TASKS,
+        "build_multitask_model": compiled(lambda: build_multitask_model(common.trunk(), PAPER_CELEBA_TASKS,
                                                                         affinity=affinity)),
         "wrap(functional)": compiled(lambda: wrap(functional_net(size), PAPER_CELEBA_TASKS, affinity=affinity)),
         "wrap(subclassed)": compiled(subclassed),
@@ -103,9 +104,9 @@ def main(argv):
                     seconds[name].append(time.perf_counter() - start)
             logging.info("%s: round %d/%d done", mode, r + 1, FLAGS.rounds)
         results[mode] = {name: float(np.median(s)) for name, s in seconds.items()}
-    print(f"Settings: CelebA trunk {size}x{size}, {len(PAPER_CELEBA_TASKS)} tasks, batch {batch}, SGD(5e-4, 0.9), "
-          f"random data, {FLAGS.timed_steps} timed steps per variant and mode in {FLAGS.rounds} interleaved rounds, "
-          f"{os.cpu_count()} CPU cores.\n")
+    print(f"Settings: CelebA trunk {size}x{size} ({FLAGS.filters} filters), {len(PAPER_CELEBA_TASKS)} tasks, "
+          f"batch {batch}, SGD(5e-4, 0.9), random data, {FLAGS.timed_steps} timed steps per variant and mode in "
+          f"{FLAGS.rounds} interleaved rounds, {common.machine()}.\n")
     print("| step | variant | median s/step | ratio to build_multitask_model |")
     print("|---|---|---:|---:|")
     for mode, by_name in results.items():

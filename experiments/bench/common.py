@@ -1,0 +1,61 @@
+"""What several benchmarks share: the CelebA trunk's flags, the multi-head model of the serving
+benchmarks, and a line describing the machine.
+
+A benchmark calls the `define_*_flags` it needs at import time (as Model Garden's
+`official/utils/flags` helpers are used), then reads them through absl's FLAGS:
+
+    from experiments.bench import common
+    common.define_multihead_flags()          # --tasks, --networks, --image_size, --filters
+    ...
+    networks, assignment = common.multihead_networks(seed=0)
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import flags
+
+from tag_tf.models import build_multitask_model, celeba_resnet_trunk
+from tag_tf.tasks import Task
+
+FLAGS = flags.FLAGS
+
+
+def define_trunk_flags() -> None:
+    """--image_size and --filters of the paper's CelebA trunk (defaults: 64x64, 64 filters)."""
+    flags.DEFINE_integer("image_size", 64, "Side of the square images.")
+    flags.DEFINE_integer("filters", 64, "Filters of the CelebA trunk (the paper's: 64).")
+
+
+def define_multihead_flags() -> None:
+    """The trunk's flags, and --tasks (n) and --networks (k) of the multi-head model."""
+    define_trunk_flags()
+    flags.DEFINE_integer("tasks", 9, "n: tasks.")
+    flags.DEFINE_integer("networks", 3, "k: networks of the multi-head model (tasks split evenly).")
+
+
+def trunk() -> keras.Model:
+    """A CelebA trunk as the flags say."""
+    return celeba_resnet_trunk(FLAGS.image_size, filters=FLAGS.filters)
+
+
+def multihead_networks(seed: int) -> tuple[list[keras.Model], dict[str, int]]:
+    """(networks, assignment): --tasks binary tasks t0, t1, ... split evenly over --networks
+    networks, each serving its own tasks; untrained weights from `seed`."""
+    keras.utils.set_random_seed(seed)
+    tasks = [Task(f"t{i}") for i in range(FLAGS.tasks)]
+    groups = np.array_split(np.arange(FLAGS.tasks), FLAGS.networks)
+    networks = [build_multitask_model(trunk(), [tasks[i] for i in group]) for group in groups]
+    return networks, {tasks[i].name: n for n, group in enumerate(groups) for i in group}
+
+
+def machine() -> str:
+    """The processor, CPU count, TF version and load average (other work on the machine)."""
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, TF {tf.__version__}, "
+            f"load average {load} (1, 5, 15 min)")
