@@ -21,7 +21,7 @@ SOURCE_DIRS = ("tag_tf", "serving", "experiments")
 INTERNAL = ("tag_tf", "serving", "experiments", "tests")
 # import name -> pip distribution name
 PIP_NAMES = {
-    "absl": "absl-py", "grpc": "grpcio", "hypothesis": "hypothesis", "google.protobuf": "protobuf", "keras": "keras",
+    "absl": "absl-py", "grpc": "grpcio", "h5py": "h5py", "hypothesis": "hypothesis", "google.protobuf": "protobuf", "keras": "keras",
     "matplotlib": "matplotlib", "numpy": "numpy", "PIL": "pillow", "pytest": "pytest", "scipy": "scipy",
     "tensorflow": "tensorflow", "tensorflow_datasets": "tensorflow-datasets",
     "tensorflow_serving": "tensorflow-serving-api", "tf_keras_vis": "tf-keras-vis",
