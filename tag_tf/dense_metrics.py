@@ -43,9 +43,8 @@ def confusion_matrix(labels, predictions, num_classes: int, weights):
     Labels of pixels with weight 0 may be anything (they are clipped before counting)."""
     labels = ops.clip(ops.reshape(ops.cast(labels, "int32"), (-1,)), 0, num_classes - 1)
     predictions = ops.reshape(ops.cast(predictions, "int32"), (-1,))
-    pairs = labels * num_classes + predictions
-    counts = ops.bincount(pairs, weights=ops.reshape(ops.cast(weights, "float32"), (-1,)),
-                          minlength=num_classes * num_classes)
+    counts = ops.segment_sum(ops.reshape(ops.cast(weights, "float32"), (-1,)), labels * num_classes + predictions,
+                             num_segments=num_classes * num_classes)
     return ops.reshape(counts, (num_classes, num_classes))
 
 
@@ -80,16 +79,27 @@ def angle_errors(normals, predicted):
 
 def threshold_counts(edges, logits, weights, thresholds=ODS_THRESHOLDS):
     """(TP, FP, FN) at every threshold `[T]` each: a pixel is predicted an edge when
-    sigmoid(logit) >= threshold; pixels counted with their weights."""
-    predicted = ops.sigmoid(ops.reshape(ops.cast(logits, "float32"), (-1, 1))) >= ops.convert_to_tensor(
-        thresholds, "float32")[None, :]
-    predicted = ops.cast(predicted, "float32")
-    edges = ops.reshape(ops.cast(edges, "float32"), (-1, 1))
-    weights = ops.reshape(ops.cast(weights, "float32"), (-1, 1))
-    true_positive = ops.sum(weights * edges * predicted, axis=0)
-    false_positive = ops.sum(weights * (1.0 - edges) * predicted, axis=0)
-    false_negative = ops.sum(weights * edges * (1.0 - predicted), axis=0)
-    return true_positive, false_positive, false_negative
+    sigmoid(logit) >= threshold; pixels counted with their weights. Memory O(pixels + T): each
+    pixel falls in the bin of how many thresholds it reaches, and the counts at threshold j are
+    those of the bins above j.
+
+    >>> tp, fp, fn = threshold_counts(np.array([1, 0, 1]), np.array([2.0, 0.0, -2.0]), np.ones(3), (0.3, 0.6))
+    >>> np.asarray(tp).tolist(), np.asarray(fp).tolist(), np.asarray(fn).tolist()
+    ([1.0, 1.0], [1.0, 0.0], [1.0, 1.0])
+    """
+    thresholds = ops.convert_to_tensor(thresholds, "float32")
+    count = ops.shape(thresholds)[0]
+    reached = ops.searchsorted(thresholds, ops.sigmoid(ops.reshape(ops.cast(logits, "float32"), (-1,))), side="right")
+    edges = ops.reshape(ops.cast(edges, "float32"), (-1,))
+    weights = ops.reshape(ops.cast(weights, "float32"), (-1,))
+
+    def above(values):  # [T]: the sum of `values` over the pixels reaching threshold j
+        bins = ops.segment_sum(values, ops.cast(reached, "int32"), num_segments=count + 1)
+        return ops.flip(ops.cumsum(ops.flip(bins[1:], 0)), 0)
+
+    true_positive = above(weights * edges)
+    false_positive = above(weights * (1.0 - edges))
+    return true_positive, false_positive, ops.sum(weights * edges) - true_positive
 
 
 def best_f_measure(true_positive, false_positive, false_negative):

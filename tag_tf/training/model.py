@@ -3,9 +3,10 @@ and, when given an `AffinityConfig`, measures inter-task affinity (TAG) while it
 
 The model's outputs are a dict keyed by task name. Its training objective is the balancer's
 (`tag_tf.balancing`; by default Σ over tasks of `task.weight * task.loss`, each the mean over that
-task's labelled examples of the global batch, see `tag_tf.tasks`), plus any regularisation losses
-of its layers. Every task's loss and metric are logged by name: `<task>_loss`,
-`<task>_accuracy` (or `<task>_mae`), and `val_...`.
+task's labelled examples of the global batch, or over its valid pixels for a dense task, see
+`tag_tf.tasks`), plus any regularisation losses of its layers. Every task's loss and metrics are
+logged by name: `<task>_loss`, `<task>_<metric>` for each of `Task.metric_names` (accuracy, mae,
+miou, rmse and abs_rel, angle_error, odsf), and `val_...`.
 
 There is one training step, `train_step(data, collect_affinity)`. On an affinity step (every
 `every_n_steps` optimizer steps, `tag_tf.training.schedule`) it takes, on the same batch and
@@ -406,10 +407,11 @@ class MultiTaskModel(keras.Model):
         batch of a `tf.data.Dataset`."""
         if any(t.is_dense for t in self.tasks):
             x = args[0] if args else kwargs.get("x")
+            y = args[1] if len(args) > 1 else kwargs.get("y")
             if isinstance(x, tf.data.Dataset):
-                self.check_labels(keras.utils.unpack_x_y_sample_weight(next(iter(x.take(1))))[1])
-            else:
-                self.check_labels(args[1] if len(args) > 1 else kwargs.get("y"))
+                y = keras.utils.unpack_x_y_sample_weight(next(iter(x.take(1))))[1]
+            if isinstance(y, dict):  # other inputs (generators, PyDatasets) are checked by shape when traced
+                self.check_labels(y)
         if isinstance(kwargs.get("sample_weight"), dict):
             y = args[1] if len(args) > 1 else kwargs.get("y")
             kwargs["sample_weight"] = self._sample_weights_per_task(kwargs["sample_weight"], y)
