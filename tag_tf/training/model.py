@@ -47,10 +47,10 @@ import numpy as np
 import tensorflow as tf
 
 from tag_tf import affinity as affinity_lib
+from tag_tf import dense
 from tag_tf.affinity import AffinityAccumulator, AffinityConfig, TaskAffinity
 from tag_tf.balancing import BalanceInputs, Balancer, balancer_from_json
 from tag_tf.gradients import gradient_dot, num_replicas, sum_over_replicas, tape_gradient
-from tag_tf import dense
 from tag_tf.tasks import Task, as_tasks
 from tag_tf.training.callbacks import AffinityEpochs
 from tag_tf.training.compile_args import per_example_loss, per_task, task_metrics
