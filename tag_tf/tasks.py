@@ -35,7 +35,12 @@ import keras
 import numpy as np
 from keras import ops
 
-KINDS = ("binary", "multiclass", "regression")
+FLAT_KINDS = ("binary", "multiclass", "regression")
+DENSE_KINDS = ("segmentation", "depth", "normals", "edges")
+KINDS = FLAT_KINDS + DENSE_KINDS
+# Segmentation's default ignore label (the PASCAL / NYUv2 multi-task convention); negative labels
+# are ignored too (the project's missing-label marker).
+DEFAULT_IGNORE_LABEL = 255
 # Task names become Keras layer names, fit-log keys and TF Serving output keys.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.\-]+")
 
@@ -47,19 +52,25 @@ class Task:
     Args:
       name: unique name; becomes the model's output key and the prefix of its logged metrics.
       kind: one of `KINDS`.
-      num_classes: number of classes, required for (and only for) `multiclass`.
+      num_classes: number of classes, required for (and only for) `multiclass` and `segmentation`.
       weight: factor of this task's loss in the summed training loss.
+      ignore_label: segmentation only: the label of pixels left out of loss and metric (None:
+        `DEFAULT_IGNORE_LABEL`, 255); negative labels are always ignored.
 
     >>> Task("age", kind="regression").output_units
     1
     >>> Task("hair", kind="multiclass", num_classes=4).metric_name
     'accuracy'
+    >>> seg = Task("seg", kind="segmentation", num_classes=13)
+    >>> seg.is_dense, seg.output_units, seg.ignore_label, Task("normals", kind="normals").output_units
+    (True, 13, 255, 3)
     """
 
     name: str
     kind: str = "binary"
     num_classes: int | None = None
     weight: float = 1.0
+    ignore_label: int | None = None
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not NAME_PATTERN.fullmatch(self.name):
@@ -68,23 +79,40 @@ class Task:
             )
         if self.kind not in KINDS:
             raise ValueError(f"Task {self.name!r}: unknown kind {self.kind!r}; valid kinds: {KINDS}.")
-        if self.kind == "multiclass":
+        if self.kind in ("multiclass", "segmentation"):
             if not isinstance(self.num_classes, int) or self.num_classes < 2:
                 raise ValueError(
-                    f"Task {self.name!r}: multiclass needs num_classes >= 2, got {self.num_classes!r}."
+                    f"Task {self.name!r}: {self.kind} needs num_classes >= 2, got {self.num_classes!r}."
                 )
         elif self.num_classes is not None:
             raise ValueError(
-                f"Task {self.name!r}: num_classes is only for multiclass tasks, got {self.num_classes!r} "
-                f"for kind {self.kind!r}."
+                f"Task {self.name!r}: num_classes is only for multiclass and segmentation tasks, got "
+                f"{self.num_classes!r} for kind {self.kind!r}."
             )
+        if self.kind == "segmentation":
+            if self.ignore_label is None:
+                object.__setattr__(self, "ignore_label", DEFAULT_IGNORE_LABEL)
+            if not isinstance(self.ignore_label, int) or 0 <= self.ignore_label < self.num_classes:
+                raise ValueError(f"Task {self.name!r}: ignore_label must be an integer outside the classes "
+                                 f"[0, {self.num_classes}), got {self.ignore_label!r}.")
+        elif self.ignore_label is not None:
+            raise ValueError(f"Task {self.name!r}: ignore_label is only for segmentation tasks, got "
+                             f"{self.ignore_label!r} for kind {self.kind!r}.")
         if not np.isfinite(self.weight) or self.weight < 0:
             raise ValueError(f"Task {self.name!r}: weight must be finite and >= 0, got {self.weight!r}.")
 
     @property
+    def is_dense(self) -> bool:
+        """True for per-pixel kinds (head `[B, H, W, output_units]`), False for one output per example."""
+        return self.kind in DENSE_KINDS
+
+    @property
     def output_units(self) -> int:
-        """Width of the task's head: K logits for multiclass, else 1."""
-        return self.num_classes if self.kind == "multiclass" else 1
+        """Width (channels, for dense kinds) of the task's head: K logits for multiclass and
+        segmentation, 3 for normals, else 1."""
+        if self.kind in ("multiclass", "segmentation"):
+            return self.num_classes
+        return 3 if self.kind == "normals" else 1
 
     @property
     def metric_name(self) -> str:
@@ -93,7 +121,7 @@ class Task:
 
     @property
     def label_dtype(self) -> str:
-        return "float32" if self.kind == "regression" else "int32"
+        return "float32" if self.kind in ("regression", "depth", "normals") else "int32"
 
     def label_mask(self, labels):
         """1.0 where the example is labelled, 0.0 where the label is missing (-1 or NaN)."""
@@ -163,7 +191,10 @@ class Task:
         metric.update_state(self.targets(labels), outputs, sample_weight=self.example_weights(labels, sample_weight))
 
     def to_json(self) -> dict:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        if data["ignore_label"] is None:  # flat kinds: the same JSON as before dense kinds existed
+            del data["ignore_label"]
+        return data
 
     @classmethod
     def from_json(cls, data: dict) -> "Task":
