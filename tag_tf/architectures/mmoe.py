@@ -26,7 +26,7 @@ from typing import Iterable
 import keras
 from keras import layers
 
-from tag_tf.architectures.parts import backbone_features, is_dense, prediction
+from tag_tf.architectures.parts import backbone_features, prediction
 from tag_tf.tasks import Task, as_tasks
 
 
@@ -44,7 +44,7 @@ def mmoe(backbone: keras.Model | int, tasks: Iterable[Task | str], *, num_expert
       name: the model's name.
     """
     tasks = as_tasks(tasks)
-    dense = [t.name for t in tasks if is_dense(t)]
+    dense = [t.name for t in tasks if t.is_dense]
     if dense:
         raise ValueError(f"mmoe is for flat outputs; the dense task(s) {dense} need a spatial architecture "
                          f"(hard_sharing, cross_stitch, padnet).")

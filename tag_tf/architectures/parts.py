@@ -28,12 +28,6 @@ from keras import layers
 from tag_tf.tasks import Task
 
 
-def is_dense(task: Task) -> bool:
-    """Whether `task` predicts a map at the input's resolution (segmentation, depth, normals,
-    edges) rather than one value per example."""
-    return getattr(task, "is_dense", False)  # stand-in until the dense task kinds land in tag_tf.tasks
-
-
 def backbone_features(backbone: keras.Model, tasks: list[Task], spatial: bool | None = None):
     """(input, features): a fresh `keras.Input` with the name, shape and dtype of the backbone's one
     input, and the backbone's output on it.
@@ -44,7 +38,7 @@ def backbone_features(backbone: keras.Model, tasks: list[Task], spatial: bool | 
     if not isinstance(backbone, keras.Model) or len(backbone.inputs) != 1:
         found = f"{len(backbone.inputs)} inputs" if isinstance(backbone, keras.Model) else type(backbone).__name__
         raise ValueError(f"backbone must be a keras.Model with exactly one input, got {found}.")
-    dense = [t.name for t in tasks if is_dense(t)]
+    dense = [t.name for t in tasks if t.is_dense]
     shape = tuple(backbone.output.shape)
     if len(shape) not in (2, 4):
         raise ValueError(f"backbone {backbone.name!r} outputs shape {shape}; expected flat features [batch, "
@@ -69,7 +63,7 @@ def backbone_features(backbone: keras.Model, tasks: list[Task], spatial: bool | 
 def task_head(features, task: Task, units: int, prefix: str, input_size: tuple[int, int] | None = None):
     """`task`'s decoder on `features` (flat or a map): see the module docstring. `input_size`: the
     (height, width) a dense task's prediction is resized to."""
-    if is_dense(task):
+    if task.is_dense:
         x = layers.Conv2D(units, 3, padding="same", activation="relu", name=f"{prefix}_conv")(features)
         return prediction(x, task, prefix, input_size)
     if len(features.shape) == 4:
@@ -82,7 +76,7 @@ def prediction(features, task: Task, prefix: str, input_size: tuple[int, int] | 
     """The linear layer giving `task`'s output from `features`: for a dense task a 1x1 convolution
     then a bilinear resize to `input_size`; for a flat one (global average pooling of a map, then)
     a Dense layer. Named `<prefix>_out`; float32."""
-    if is_dense(task):
+    if task.is_dense:
         x = layers.Conv2D(task.output_units, 1, dtype="float32", name=f"{prefix}_out")(features)
         return layers.Resizing(*input_size, interpolation="bilinear", dtype="float32", name=f"{prefix}_resize")(x)
     if len(features.shape) == 4:
