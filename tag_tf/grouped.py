@@ -5,7 +5,8 @@ The measures, as in the TAG paper and Vandenhende et al. (2021):
     error(t)      = 100 · (1 − accuracy(t))        (classification; regression: the MAE itself)
     total error   = Σ_t error(t)                   (the paper's CelebA measure)
     ΔMTL          = mean_t (−1)^l_t · (M_t − M_single,t) / M_single,t
-                    with l_t = 1 when lower is better (error), 0 when higher is better (accuracy)
+                    with l_t = 1 when lower is better (error, rmse, angle error), 0 when higher is
+                    better (accuracy, mIoU, ODS F); a fraction (×100: the survey's %)
 
 >>> round(total_error({"a": {"accuracy": 0.9}, "b": {"accuracy": 0.75}}), 6)
 35.0
@@ -22,6 +23,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from tag_tf.stats import format_interval, mean_std, paired_difference
+from tag_tf.tasks import Task, lower_is_better
 
 
 def task_error(metrics: Mapping[str, float]) -> float:
@@ -38,15 +40,37 @@ def total_error(per_task: Mapping[str, Mapping[str, float]]) -> float:
     return sum(task_error(m) for m in per_task.values())
 
 
-def delta_mtl(values: Mapping[str, float], single: Mapping[str, float], lower_is_better: bool) -> float:
-    """ΔMTL: the mean relative change of each task's measure against its single-task network,
-    signed so that positive is better."""
+def delta_mtl(values: Mapping[str, float], single: Mapping[str, float],
+              lower_is_better: bool | Mapping[str, bool]) -> float:
+    """ΔMTL (Vandenhende et al. 2021): the mean relative change of each task's measure against its
+    single-task network, signed so that positive is better. `lower_is_better`: one direction for
+    every task, or {task: direction} (`tag_tf.tasks.lower_is_better` of each task's metric)."""
     missing = sorted(set(values) ^ set(single))
     if missing:
         raise ValueError(f"ΔMTL needs the same tasks on both sides; unmatched: {missing}.")
-    sign = -1.0 if lower_is_better else 1.0
-    changes = [sign * (values[t] - single[t]) / single[t] for t in values]
+    lower = lower_is_better if isinstance(lower_is_better, Mapping) else dict.fromkeys(values, lower_is_better)
+    unknown = sorted(set(values) - set(lower))
+    if unknown:
+        raise ValueError(f"ΔMTL: no metric direction for task(s) {unknown}; given for {sorted(lower)}.")
+    changes = [(-1.0 if lower[t] else 1.0) * (values[t] - single[t]) / single[t] for t in values]
     return sum(changes) / len(changes)
+
+
+def metric_delta_mtl(per_task: Mapping[str, Mapping[str, float]], single: Mapping[str, Mapping[str, float]],
+                     tasks: Sequence[Task]) -> float:
+    """ΔMTL of every task's main metric (`Task.metric_name`: accuracy, mae, miou, rmse,
+    angle_error, odsf), each signed by its own direction; `per_task` and `single` are
+    {task: {metric: value}} (a network's test metrics, and the single-task networks').
+
+    >>> tasks = [Task("seg", kind="segmentation", num_classes=3), Task("depth", kind="depth")]
+    >>> mtl = {"seg": {"miou": 0.44}, "depth": {"rmse": 0.9, "abs_rel": 0.2}}
+    >>> alone = {"seg": {"miou": 0.40}, "depth": {"rmse": 1.0, "abs_rel": 0.25}}
+    >>> round(100 * metric_delta_mtl(mtl, alone, tasks), 6)   # (+10% + 10%) / 2
+    10.0
+    """
+    main = {t.name: t.metric_name for t in tasks}
+    return delta_mtl({t: per_task[t][m] for t, m in main.items()}, {t: single[t][m] for t, m in main.items()},
+                     {t: lower_is_better(m) for t, m in main.items()})
 
 
 def grouping_row(label: str, grouping, results: Mapping[tuple[str, ...], Mapping], tasks: Sequence[str]) -> dict:

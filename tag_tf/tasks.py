@@ -15,6 +15,12 @@ Kinds and their conventions:
 A missing label is left out of its task's loss: the loss is the mean over the labelled
 examples of the batch only, and is exactly 0 (with no gradient) when none is labelled.
 
+Dense kinds (`segmentation`, `depth`, `normals`, `edges`; heads `[B, H, W, output_units]`) have a
+label per pixel and a loss per pixel (`tag_tf.dense`); their unit of the mean is the valid pixel:
+the loss is the mean over the valid pixels of the batch, each weighted by its example's sample
+weight. Their metrics (`tag_tf.dense_metrics`): `miou`; `rmse` and `abs_rel`; `angle_error`
+(degrees); `odsf`. `lower_is_better(metric)` says which direction of a metric is better.
+
 Example:
 
 >>> import numpy as np
@@ -35,12 +41,19 @@ import keras
 import numpy as np
 from keras import ops
 
+from tag_tf import dense, dense_metrics
+
 FLAT_KINDS = ("binary", "multiclass", "regression")
 DENSE_KINDS = ("segmentation", "depth", "normals", "edges")
 KINDS = FLAT_KINDS + DENSE_KINDS
 # Segmentation's default ignore label (the PASCAL / NYUv2 multi-task convention); negative labels
 # are ignored too (the project's missing-label marker).
 DEFAULT_IGNORE_LABEL = 255
+# The metrics logged per kind (`<task>_<metric>`), the first being the task's main measure.
+METRICS = {"binary": ("accuracy",), "multiclass": ("accuracy",), "regression": ("mae",), "segmentation": ("miou",),
+           "depth": ("rmse", "abs_rel"), "normals": ("angle_error",), "edges": ("odsf",)}
+LOWER_IS_BETTER = {"accuracy": False, "mae": True, "miou": False, "rmse": True, "abs_rel": True,
+                   "angle_error": True, "odsf": False}
 # Task names become Keras layer names, fit-log keys and TF Serving output keys.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.\-]+")
 
@@ -115,16 +128,51 @@ class Task:
         return 3 if self.kind == "normals" else 1
 
     @property
+    def metric_names(self) -> tuple[str, ...]:
+        """Names of the task's metrics in the fit logs (`<task>_<name>`), the main one first.
+
+        >>> Task("depth", kind="depth").metric_names
+        ('rmse', 'abs_rel')
+        """
+        return METRICS[self.kind]
+
+    @property
     def metric_name(self) -> str:
-        """Name of the task's metric in the fit logs (`<task>_<metric_name>`)."""
-        return "mae" if self.kind == "regression" else "accuracy"
+        """Name of the task's main metric in the fit logs (`<task>_<metric_name>`)."""
+        return self.metric_names[0]
+
+    def check_output_shape(self, shape) -> None:
+        """ValueError unless a head output of `shape` fits this kind: `[batch, output_units]` for one
+        prediction per example, `[batch, H, W, output_units]` for dense kinds.
+
+        >>> Task("depth", kind="depth").check_output_shape((None, 16))
+        Traceback (most recent call last):
+        ...
+        ValueError: Task 'depth' (depth): the model's output has shape (None, 16); a depth head outputs [batch, H, W, 1] (a dense task needs a per-pixel head, e.g. a 1x1 Conv2D with 1 filter(s)).
+        """
+        shape = tuple(shape)
+        rank = 4 if self.is_dense else 2
+        if len(shape) == rank and shape[-1] in (None, self.output_units):
+            return
+        units = self.output_units
+        if self.is_dense:
+            expected = f"[batch, H, W, {units}]"
+            hint = f"a dense task needs a per-pixel head, e.g. a 1x1 Conv2D with {units} filter(s)"
+        else:
+            expected = f"[batch, {units}]"
+            hint = f"pool per-pixel features (e.g. GlobalAveragePooling2D) before a Dense({units}) head"
+        raise ValueError(f"Task {self.name!r} ({self.kind}): the model's output has shape {shape}; a {self.kind} head "
+                         f"outputs {expected} ({hint}).")
 
     @property
     def label_dtype(self) -> str:
         return "float32" if self.kind in ("regression", "depth", "normals") else "int32"
 
     def label_mask(self, labels):
-        """1.0 where the example is labelled, 0.0 where the label is missing (-1 or NaN)."""
+        """1.0 where the example is labelled, 0.0 where the label is missing (-1 or NaN); for
+        dense kinds, per pixel `[B, H, W]` (`tag_tf.dense.valid_pixels`)."""
+        if self.is_dense:
+            return dense.valid_pixels(self.kind, labels, self.ignore_label)
         labels = ops.convert_to_tensor(labels)
         if self.kind == "regression":
             return ops.cast(ops.isfinite(ops.cast(labels, "float32")), "float32")
@@ -133,7 +181,8 @@ class Task:
     def example_weights(self, labels, sample_weight=None):
         """The weight of every example in this task's loss and metric: its label mask times its
         sample weight (the one rule for both). `sample_weight` may be a dict keyed by task name
-        (Keras' per-output weights); a task it does not name is weighted 1.
+        (Keras' per-output weights); a task it does not name is weighted 1. For dense kinds the
+        weights are per pixel `[B, H, W]`: every valid pixel weighted by its example's weight.
 
         >>> np.asarray(Task("a").example_weights(np.array([1, -1, 0]), np.array([2.0, 2.0, 0.5]))).tolist()
         [2.0, 0.0, 0.5]
@@ -142,14 +191,18 @@ class Task:
             sample_weight = sample_weight.get(self.name)
         weights = self.label_mask(labels)
         if sample_weight is not None:
-            weights = weights * ops.cast(ops.reshape(sample_weight, (-1,)), "float32")
+            shape = (-1, 1, 1) if self.is_dense else (-1,)
+            weights = weights * ops.cast(ops.reshape(sample_weight, shape), "float32")
         return weights
 
     def per_example_loss(self, labels, outputs):
         """Loss of every example, with missing labels replaced by a harmless placeholder.
 
-        Callers weight the result with `example_weights`; see `loss`.
+        Callers weight the result with `example_weights`; see `loss`. Dense kinds: the loss of
+        every pixel `[B, H, W]` (`tag_tf.dense.pixel_losses`).
         """
+        if self.is_dense:
+            return dense.pixel_losses(self.kind, labels, outputs, self.ignore_label)
         labels = _fill_missing(self, labels)
         outputs = ops.cast(outputs, "float32")
         if self.kind == "binary":
@@ -165,29 +218,45 @@ class Task:
         weights = self.example_weights(labels, sample_weight)
         return masked_mean(self.per_example_loss(labels, outputs), weights)
 
-    def make_metric(self) -> keras.metrics.Metric:
-        """A fresh Keras metric for this task, named `<task>_<metric_name>`."""
-        name = f"{self.name}_{self.metric_name}"
+    def make_metrics(self) -> list[keras.metrics.Metric]:
+        """Fresh Keras metrics for this task, one per `metric_names`, named `<task>_<name>`.
+
+        >>> [m.name for m in Task("d", kind="depth").make_metrics()]
+        ['d_rmse', 'd_abs_rel']
+        """
+        return [self._make_metric(metric, f"{self.name}_{metric}") for metric in self.metric_names]
+
+    def _make_metric(self, metric: str, name: str) -> keras.metrics.Metric:
         if self.kind == "binary":
             return keras.metrics.BinaryAccuracy(name=name, threshold=0.0)  # on logits
         if self.kind == "multiclass":
             return keras.metrics.SparseCategoricalAccuracy(name=name)
-        return keras.metrics.MeanAbsoluteError(name=name)
+        if self.kind == "regression":
+            return keras.metrics.MeanAbsoluteError(name=name)
+        if self.kind == "segmentation":
+            return dense_metrics.MeanIoU(self.num_classes, name=name)
+        dense_classes = {"rmse": dense_metrics.DepthRMSE, "abs_rel": dense_metrics.DepthAbsRel,
+                         "angle_error": dense_metrics.AngleError, "odsf": dense_metrics.ODSF}
+        return dense_classes[metric](name=name)
 
     def targets(self, labels):
         """The labels as Keras losses and metrics take them beside this task's head output: class
-        indices [B] (multiclass) or [B, 1]; missing labels replaced by a harmless placeholder
+        indices [B] (multiclass) or [B, 1]; dense kinds: class maps [B, H, W] (segmentation),
+        normals [B, H, W, 3], else [B, H, W, 1]; missing labels replaced by a harmless placeholder
         (weight them with `example_weights`).
 
         >>> np.asarray(Task("a").targets(np.array([1, -1]))).tolist()
         [[1], [0]]
         """
+        if self.is_dense:
+            labels = dense.fill_invalid(self.kind, labels, self.label_mask(labels))
+            return labels if self.kind in ("segmentation", "normals") else labels[..., None]
         labels = _fill_missing(self, labels)
         return labels if self.kind == "multiclass" else labels[:, None]
 
     def update_metric(self, metric, labels, outputs, sample_weight=None):
-        """Update `metric` (from `make_metric`, or any Keras metric of this task) with the labelled
-        examples of a batch."""
+        """Update `metric` (from `make_metrics`, or any Keras metric of this task) with the labelled
+        examples (pixels) of a batch."""
         metric.update_state(self.targets(labels), outputs, sample_weight=self.example_weights(labels, sample_weight))
 
     def to_json(self) -> dict:
@@ -199,6 +268,17 @@ class Task:
     @classmethod
     def from_json(cls, data: dict) -> "Task":
         return cls(**data)
+
+
+def lower_is_better(metric: str) -> bool:
+    """Whether a lower value of `metric` (a name of `Task.metric_names`) is better.
+
+    >>> lower_is_better("rmse"), lower_is_better("miou")
+    (True, False)
+    """
+    if metric not in LOWER_IS_BETTER:
+        raise ValueError(f"Unknown metric {metric!r}; the metrics are {sorted(LOWER_IS_BETTER)}.")
+    return LOWER_IS_BETTER[metric]
 
 
 def masked_mean(values, weights):

@@ -67,3 +67,23 @@ def test_combine_seeds_and_random_partitions_by_hand():
     assert summary["total_error"] == pytest.approx(80.0)
     assert summary["total_error_std"] == pytest.approx(math.sqrt((400 + 0 + 400 + 0) / 3))
     assert grouped.format_row(summary)["total_error"] == "80.00 ± 16.33 (2 partitions, 2 seeds each)"
+
+
+def test_delta_mtl_with_mixed_metric_directions_equals_the_hand_computation():
+    from tag_tf.tasks import Task
+
+    tasks = [Task("seg", kind="segmentation", num_classes=4), Task("depth", kind="depth"),
+             Task("normals", kind="normals"), Task("edges", kind="edges")]
+    single = {"seg": {"miou": 0.50}, "depth": {"rmse": 0.80, "abs_rel": 0.2}, "normals": {"angle_error": 20.0},
+              "edges": {"odsf": 0.60}}
+    mtl = {"seg": {"miou": 0.55}, "depth": {"rmse": 0.88, "abs_rel": 0.1}, "normals": {"angle_error": 18.0},
+           "edges": {"odsf": 0.57}}
+    # miou +10% (higher better), rmse +10% worse (lower better) -> -10%, angle -10% -> +10%, odsf -5%
+    hand = (10.0 - 10.0 + 10.0 - 5.0) / 4
+    assert 100 * grouped.metric_delta_mtl(mtl, single, tasks) == pytest.approx(hand)
+    directions = {"seg": False, "depth": True, "normals": True, "edges": False}
+    values = {t: next(iter(m.values())) for t, m in mtl.items()}
+    alone = {t: next(iter(m.values())) for t, m in single.items()}
+    assert 100 * grouped.delta_mtl(values, alone, directions) == pytest.approx(hand)
+    with pytest.raises(ValueError, match=r"no metric direction for task\(s\) \['seg'\]"):
+        grouped.delta_mtl(values, alone, {"depth": True, "normals": True, "edges": False})

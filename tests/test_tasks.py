@@ -60,7 +60,7 @@ def test_sample_weight_weights_the_mean():
 
 def test_binary_metric_thresholds_logits_at_zero_and_skips_missing():
     task = Task("a")
-    metric = task.make_metric()
+    (metric,) = task.make_metrics()
     task.update_metric(metric, np.array([1, 0, -1, 1]), np.array([[0.2], [0.1], [5.0], [-3.0]], np.float32))
     assert metric.name == "a_accuracy"
     assert float(metric.result()) == pytest.approx(1 / 3)  # right, wrong, (skipped), wrong
@@ -68,7 +68,7 @@ def test_binary_metric_thresholds_logits_at_zero_and_skips_missing():
 
 def test_regression_metric_is_mean_absolute_error():
     task = Task("age", kind="regression")
-    metric = task.make_metric()
+    (metric,) = task.make_metrics()
     task.update_metric(metric, np.array([1.0, np.nan, 3.0], np.float32), np.array([[2.0], [0.0], [0.0]], np.float32))
     assert metric.name == "age_mae"
     assert float(metric.result()) == pytest.approx((1.0 + 3.0) / 2)

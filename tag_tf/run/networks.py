@@ -74,12 +74,12 @@ def fit(config: RunConfig, data: RunData, model: MultiTaskModel, backup_dir: str
 
 
 def evaluate_per_task(model: MultiTaskModel, dataset: tf.data.Dataset) -> dict[str, dict[str, float]]:
-    """{task: {"loss": ..., <metric name>: ...}} on `dataset`."""
+    """{task: {"loss": ..., <metric name>: ..., ...}} (every metric of the task) on `dataset`."""
     if is_multi_worker(model.distribute_strategy):
         logs = evaluate_distributed(model, dataset)
     else:
         logs = model.evaluate(dataset, return_dict=True, verbose=0)
     return {
-        t.name: {"loss": float(logs[f"{t.name}_loss"]), t.metric_name: float(logs[f"{t.name}_{t.metric_name}"])}
+        t.name: {"loss": float(logs[f"{t.name}_loss"]), **{m: float(logs[f"{t.name}_{m}"]) for m in t.metric_names}}
         for t in model.tasks
     }

@@ -107,7 +107,7 @@ class EpochSummary(keras.callbacks.Callback):
         for prefix in ("", "val_"):
             if prefix + "loss" in logs:
                 parts.append(f"{prefix}loss {logs[prefix + 'loss']:.4f}")
-            for metric in sorted({t.metric_name for t in self.model.tasks}):
+            for metric in sorted({m for t in self.model.tasks for m in t.metric_names}):
                 values = [logs[f"{prefix}{t.name}_{metric}"] for t in self.model.tasks
                           if f"{prefix}{t.name}_{metric}" in logs]
                 if values:

@@ -49,6 +49,7 @@ from tag_tf import affinity as affinity_lib
 from tag_tf.affinity import AffinityAccumulator, AffinityConfig, TaskAffinity
 from tag_tf.balancing import BalanceInputs, Balancer, balancer_from_json
 from tag_tf.gradients import gradient_dot, num_replicas, sum_over_replicas, tape_gradient
+from tag_tf import dense
 from tag_tf.tasks import Task, as_tasks
 from tag_tf.training.callbacks import AffinityEpochs
 from tag_tf.training.compile_args import per_example_loss, per_task, task_metrics
@@ -100,8 +101,11 @@ class MultiTaskModel(keras.Model):
             balancer = balancer.to_json()
         elif balancer is not None and not isinstance(balancer, dict):
             raise ValueError(f"balancer must be a tag_tf.balancing.Balancer, got {balancer!r}.")
+        for task in tasks:
+            task.check_output_shape(outputs[task.name].shape)
         super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
         self.tasks = tasks
+        self.task_output_shapes = {t: tuple(outputs[t].shape) for t in names}
         self.roles = VariableRoles.of(self, names, shared_variables)
         self._shared_override = None if shared_variables is None else [v.path for v in self.roles.shared]
         if affinity is not None and not self.roles.shared:
@@ -109,7 +113,7 @@ class MultiTaskModel(keras.Model):
                              f"inter-task affinity to measure (variable roles: {self.roles.summary()}).")
         self.affinity_config = affinity
         self.task_loss_trackers = [keras.metrics.Mean(name=f"{t.name}_loss") for t in self.tasks]
-        self.task_metrics = [t.make_metric() for t in self.tasks]
+        self.task_metrics = [m for t in self.tasks for m in t.make_metrics()]  # task by task
         self.compiled_task_metrics = {t: [] for t in names}  # compile(metrics=...)
         self._loss_functions = {t: None for t in names}  # compile(loss=...); None: the Task's own
         self._loss_weights = {t: 1.0 for t in names}  # compile(loss_weights=...)
@@ -170,14 +174,17 @@ class MultiTaskModel(keras.Model):
         function = self._loss_functions[task.name]
         if function is None:
             return task.per_example_loss(labels, outputs)
-        return tf.reshape(tf.cast(function(task.targets(labels), outputs), tf.float32), [-1])
+        return tf.cast(function(task.targets(labels), outputs), tf.float32)
 
     def _task_sums(self, y, y_pred, sample_weight):
-        """This replica's per-task (Σ loss over labelled examples, Σ example weights): two [k] vectors."""
+        """This replica's per-task (Σ loss over labelled examples, Σ example weights): two [k] vectors.
+        For a dense task the examples are its valid pixels, so the count is theirs (weighted)."""
         sums, counts = [], []
         for task in self.tasks:
+            if task.is_dense:  # statically, when the step is traced: before any training
+                dense.check_shapes(task, y[task.name].shape, y_pred[task.name].shape)
             weights = task.example_weights(y[task.name], sample_weight)
-            per_example = self._per_example_loss(task, y[task.name], y_pred[task.name])
+            per_example = tf.reshape(self._per_example_loss(task, y[task.name], y_pred[task.name]), tf.shape(weights))
             sums.append(tf.reduce_sum(tf.where(weights > 0, per_example * weights, 0.0)))
             counts.append(tf.reduce_sum(weights))
         return tf.stack(sums), tf.stack(counts)
@@ -263,9 +270,10 @@ class MultiTaskModel(keras.Model):
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         del x
-        for task, metric in zip(self.tasks, self.task_metrics):
-            for each in [metric, *self.compiled_task_metrics[task.name]]:
-                task.update_metric(each, y[task.name], y_pred[task.name], sample_weight)
+        owners = [t for t in self.tasks for _ in t.metric_names]
+        for task, metric in [*zip(owners, self.task_metrics),
+                             *((t, m) for t in self.tasks for m in self.compiled_task_metrics[t.name])]:
+            task.update_metric(metric, y[task.name], y_pred[task.name], sample_weight)
         return self.get_metrics_result()
 
     def _task_gradients(self, tape, scaled_shares, variables, scale) -> "_TaskGradients":
@@ -378,13 +386,29 @@ class MultiTaskModel(keras.Model):
 
     def fit(self, *args, callbacks=None, **kwargs):
         """`keras.Model.fit`; with affinity on, it also records per-epoch affinity means. A
-        `sample_weight` dict may name only some tasks (the others are weighted 1)."""
+        `sample_weight` dict may name only some tasks (the others are weighted 1). Dense tasks'
+        labels are checked first (`check_labels`): all of them when given as arrays, the first
+        batch of a `tf.data.Dataset`."""
+        if any(t.is_dense for t in self.tasks):
+            x = args[0] if args else kwargs.get("x")
+            if isinstance(x, tf.data.Dataset):
+                self.check_labels(keras.utils.unpack_x_y_sample_weight(next(iter(x.take(1))))[1])
+            else:
+                self.check_labels(args[1] if len(args) > 1 else kwargs.get("y"))
         if isinstance(kwargs.get("sample_weight"), dict):
             y = args[1] if len(args) > 1 else kwargs.get("y")
             kwargs["sample_weight"] = self._sample_weights_per_task(kwargs["sample_weight"], y)
         if self.affinity_config is not None:  # first, so other callbacks see the finished epoch
             callbacks = [AffinityEpochs()] + list(callbacks or [])
         return super().fit(*args, callbacks=callbacks, **kwargs)
+
+    def check_labels(self, y) -> None:
+        """ValueError naming the task, the value found and the one expected, for dense labels in
+        `y` ({task: labels}) of the wrong size, with class ids out of range, or normals not of unit
+        length where valid (`tag_tf.dense.check_labels`)."""
+        for task in self.tasks:
+            if task.is_dense:
+                dense.check_labels(task, np.asarray(y[task.name]), self.task_output_shapes[task.name])
 
     def _sample_weights_per_task(self, weights: dict, y) -> dict:
         """Keras wants one weight array per output: the tasks `weights` leaves out get ones."""
