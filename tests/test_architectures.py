@@ -1,6 +1,6 @@
-"""The multi-task architectures: output shapes per task kind, variable roles after `wrap`, a short fit
-lowering every task's loss, the affinity step against the by-hand reference, parameter counts and
-FLOPs, bad inputs refused."""
+"""The multi-task architectures: output shapes per task kind, variable roles after `wrap`, the affinity
+step against the by-hand reference, a few training steps lowering every task's loss, parameter
+counts and FLOPs, bad inputs refused."""
 
 import keras
 import numpy as np
@@ -8,9 +8,9 @@ import pytest
 
 from tag_tf import architectures
 from tag_tf.affinity import AffinityConfig
-from tag_tf.data import scenes
 from tag_tf.architectures import (cross_stitch, hard_sharing, mmoe, padnet, single_task, with_initial_labels,
                                   with_initial_tasks)
+from tag_tf.data import scenes
 from tag_tf.models import celeba_resnet_trunk, inference_flops, mlp_trunk, wrap
 from tag_tf.tasks import Task
 from affinity_reference import measured_affinity, reference_affinity
