@@ -171,6 +171,11 @@ def test_bad_inputs_name_the_value_and_the_choices():
     with pytest.raises(ValueError, match=r"dense task\(s\) \['depth'\] need a spatial feature map .* outputs shape "
                                          r"\(None, 18\): pass one that keeps its spatial output"):
         hard_sharing(flat_trunk, ["a", Task("depth", "depth")])
+    features = keras.Input((48,), name="features")
+    flat_input = keras.Model(features, keras.layers.Reshape((4, 4, 3))(features))
+    with pytest.raises(ValueError, match=r"need an image input \[batch, height, width, channels\] of known height "
+                                         r"and width .* takes shape \(None, 48\)"):
+        padnet(flat_input, ["a", Task("depth", "depth")])
     with pytest.raises(ValueError, match=r"mmoe is for flat outputs; the dense task\(s\) \['depth'\]"):
         mmoe(4, ["a", Task("depth", "depth")])
     with pytest.raises(ValueError, match=r"needs flat features \[batch, channels\], but backbone 'trunk' outputs "

@@ -53,7 +53,7 @@ def mmoe(backbone: keras.Model | int, tasks: Iterable[Task | str], *, num_expert
     if isinstance(backbone, int):
         inputs = features = keras.Input((backbone,), name="features")
     else:
-        inputs, features = backbone_features(backbone, tasks, spatial=False)
+        inputs, features = backbone_features(backbone, tasks, flat=True)
     experts = [layers.Dense(expert_units, activation="relu", name=f"expert_{e}")(features) for e in range(num_experts)]
     stacked = layers.Concatenate(axis=1, name="experts")(
         [layers.Reshape((1, expert_units), name=f"expert_{e}_row")(x) for e, x in enumerate(experts)])

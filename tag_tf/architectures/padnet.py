@@ -95,8 +95,8 @@ def padnet(backbone: keras.Model, tasks: Iterable[Task | str], *, channels: int 
         outputs[task.name] = task_head(distilled, task, channels, task.name, size)
     if deep_supervision:
         for task in tasks:
-            name_ = task.name + INITIAL_SUFFIX
-            outputs[name_] = prediction(refined[task.name], task, name_, size)
+            initial = task.name + INITIAL_SUFFIX
+            outputs[initial] = prediction(refined[task.name], task, initial, size)
     return keras.Model(inputs, outputs, name=name)
 
 

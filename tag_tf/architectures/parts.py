@@ -2,7 +2,7 @@
 the task heads.
 
 - `backbone_features`: a fresh input named like the backbone's and the backbone's features on it,
-  flat `[B, C]` or a spatial map `[B, H, W, C]`; a map whenever a task is dense.
+  flat `[B, C]` or a spatial map `[B, H, W, C]`; a map (on an image input) whenever a task is dense.
 - `task_head`: a task's small decoder. Flat task: global average pooling (on a map), Dense(units,
   ReLU), Dense(output_units). Dense task: Conv3x3(units, ReLU), Conv1x1(output_units), bilinear
   resize to the input resolution (a 1x1 convolution commutes with bilinear resizing, so resizing
@@ -28,33 +28,34 @@ from keras import layers
 from tag_tf.tasks import Task
 
 
-def backbone_features(backbone: keras.Model, tasks: list[Task], spatial: bool | None = None):
+def backbone_features(backbone: keras.Model, tasks: list[Task], flat: bool = False):
     """(input, features): a fresh `keras.Input` with the name, shape and dtype of the backbone's one
     input, and the backbone's output on it.
 
-    `spatial`: True or False to require a map or flat features; None: a map when any task is
-    dense, else either. Raises ValueError naming the backbone's input count or output shape.
+    Raises ValueError, naming the backbone's input count or shapes, unless the features are flat
+    `[batch, channels]` or a map `[batch, height, width, channels]`; a map on an image input of
+    known size when a task is dense; flat when `flat`.
     """
     if not isinstance(backbone, keras.Model) or len(backbone.inputs) != 1:
         found = f"{len(backbone.inputs)} inputs" if isinstance(backbone, keras.Model) else type(backbone).__name__
         raise ValueError(f"backbone must be a keras.Model with exactly one input, got {found}.")
     dense = [t.name for t in tasks if t.is_dense]
-    shape = tuple(backbone.output.shape)
+    shape, input_shape = tuple(backbone.output.shape), tuple(backbone.input.shape)
     if len(shape) not in (2, 4):
         raise ValueError(f"backbone {backbone.name!r} outputs shape {shape}; expected flat features [batch, "
                          f"channels] or a spatial map [batch, height, width, channels].")
-    if (spatial or dense) and len(shape) != 4:
-        reason = f"the dense task(s) {dense} need" if dense else "this architecture needs"
-        raise ValueError(f"{reason} a spatial feature map [batch, height, width, channels], but backbone "
-                         f"{backbone.name!r} outputs shape {shape}: pass one that keeps its spatial output (e.g. "
-                         f"celeba_resnet_trunk(..., feature_map=True), or a keras.applications model with "
-                         f"include_top=False and pooling=None).")
-    if spatial is False and len(shape) != 2:
+    if dense and len(shape) != 4:
+        raise ValueError(f"the dense task(s) {dense} need a spatial feature map [batch, height, width, channels], "
+                         f"but backbone {backbone.name!r} outputs shape {shape}: pass one that keeps its spatial "
+                         f"output (e.g. celeba_resnet_trunk(..., feature_map=True), or a keras.applications model "
+                         f"with include_top=False and pooling=None).")
+    if dense and (len(input_shape) != 4 or None in input_shape[1:3]):
+        raise ValueError(f"the dense task(s) {dense} need an image input [batch, height, width, channels] of known "
+                         f"height and width (their predictions are resized to it); backbone {backbone.name!r} takes "
+                         f"shape {input_shape}.")
+    if flat and len(shape) != 2:
         raise ValueError(f"this architecture needs flat features [batch, channels], but backbone {backbone.name!r} "
                          f"outputs shape {shape}.")
-    if dense and any(d is None for d in backbone.input.shape[1:3]):
-        raise ValueError(f"the dense task(s) {dense} need the input's height and width to be known; backbone "
-                         f"{backbone.name!r} takes shape {tuple(backbone.input.shape)}.")
     source = backbone.inputs[0]
     inputs = keras.Input(shape=source.shape[1:], dtype=source.dtype, name=source.name)
     return inputs, backbone(inputs)
