@@ -40,12 +40,18 @@ def head_name(task: Task) -> str:
 
 
 def celeba_resnet_trunk(image_size: int = 64, filters: int = 64, bn_momentum: float = 0.99,
-                        name: str = "trunk") -> keras.Model:
+                        name: str = "trunk", feature_map: bool = False) -> keras.Model:
     """The official TAG CelebA trunk: image float32 [S, S, 3] -> flat features.
 
     At image_size 64 the output has 15 * 15 * 64 = 14400 features. `bn_momentum` is that of the
     moving statistics (Keras' and the official code's 0.99); short runs of a few hundred steps
-    want a smaller value (0.9) so that evaluation sees converged statistics.
+    want a smaller value (0.9) so that evaluation sees converged statistics. `feature_map=True`
+    ends the trunk at the residual block's output, before the pooling and flattening: a spatial
+    map [S', S', filters] (S' = (S - 3) // 2 + 1), what dense decoders (`tag_tf.architectures`)
+    need. Its two stages end at the layers "pool1" and "block_out".
+
+    >>> celeba_resnet_trunk(16, filters=4, feature_map=True).output_shape
+    (None, 7, 7, 4)
     """
     if not isinstance(image_size, int) or image_size < 8:
         raise ValueError(f"image_size must be an integer >= 8, got {image_size!r}.")
@@ -53,13 +59,15 @@ def celeba_resnet_trunk(image_size: int = 64, filters: int = 64, bn_momentum: fl
     x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name="conv1_1")(image)
     x = layers.BatchNormalization(momentum=bn_momentum, name="bn1_1")(x)
     x = layers.ReLU()(x)
-    x = block_input = layers.MaxPooling2D(3, strides=2)(x)
+    x = block_input = layers.MaxPooling2D(3, strides=2, name="pool1")(x)
     x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name="conv2_1")(x)
     x = layers.BatchNormalization(momentum=bn_momentum, name="bn2_1")(x)
     x = layers.ReLU()(x)
     x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name="conv2_2")(x)
     x = layers.BatchNormalization(momentum=bn_momentum, name="bn2_2")(x)
-    x = layers.ReLU()(layers.Add()([x, block_input]))
+    x = layers.ReLU(name="block_out")(layers.Add()([x, block_input]))
+    if feature_map:
+        return keras.Model(image, x, name=name)
     x = layers.AveragePooling2D(2, name="avg_pool")(x)
     features = layers.Flatten()(x)
     return keras.Model(image, features, name=name)

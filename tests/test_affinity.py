@@ -12,6 +12,7 @@ from tag_tf.data import synthetic
 from tag_tf.data.pipeline import batched
 from tag_tf.models import build_multitask_model, celeba_resnet_trunk, mlp_trunk
 from tag_tf.tasks import Task
+from affinity_reference import copy_optimizer, measured_affinity, reference_affinity
 
 OPTIMIZERS = {
     "sgd": lambda: keras.optimizers.SGD(0.05),
@@ -23,15 +24,6 @@ OPTIMIZERS = {
     "sgd_decay_clipnorm": lambda: keras.optimizers.SGD(0.05, momentum=0.5, weight_decay=0.01, clipnorm=0.3),
     "adam_clipvalue": lambda: keras.optimizers.Adam(0.01, clipvalue=0.05),
 }
-
-
-def copy_optimizer(optimizer, variables):
-    """A fresh optimizer with the same config and state, built on `variables`."""
-    copy = type(optimizer).from_config(optimizer.get_config())
-    copy.build(variables)
-    for target, source in zip(copy.variables, optimizer.variables):
-        target.assign(source)
-    return copy
 
 
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
@@ -79,27 +71,6 @@ def small_batch(num_tasks=3, n=32, image=False, seed=0):
     return x, y
 
 
-def reference_affinity(model, optimizer, x, y, normalize=True):
-    """Z by brute force: per source task, copy the model and optimizer, take one real
-    optimizer.apply step on the source's loss for the shared variables only, re-evaluate."""
-    names = [t.name for t in model.tasks]
-    before = {n: float(v) for n, v in model.task_losses(y, model(x, training=True)).items()}
-    z = np.zeros((len(names), len(names)))
-    for i, source in enumerate(names):
-        copy = type(model).from_config(model.get_config())
-        copy.set_weights(model.get_weights())
-        shared = copy.shared_variables
-        opt = copy_optimizer(optimizer, copy.trainable_variables)
-        with tf.GradientTape() as tape:
-            loss = copy.task_losses(y, copy(x, training=True))[source]
-        opt.apply(tape.gradient(loss, shared), shared)
-        after = copy.task_losses(y, copy(x, training=True))
-        for j, target in enumerate(names):
-            z[i, j] = 1 - float(after[target]) / before[target]
-    lr = float(affinity.current_learning_rate(optimizer))
-    return z / lr if normalize else z
-
-
 @pytest.mark.parametrize("opt_name, image, xla", [("sgd", False, False), ("momentum", False, False),
                                                   ("adam", False, False), ("momentum", True, False),
                                                   ("momentum", True, True)])
@@ -112,10 +83,7 @@ def test_exact_affinity_equals_the_reference(opt_name, image, xla):
     for seed in (1, 2, 3):  # a few steps first, so that momentum and moments are non-zero
         model.train_on_batch(*small_batch(image=image, seed=seed))
     expected = reference_affinity(model, model.optimizer, x, y)
-    for variable in (model.affinity_accumulator.total, model.affinity_accumulator.count):
-        variable.assign(tf.zeros_like(variable))
-    model.train_on_batch(x, y)
-    measured = model.task_affinity().matrix
+    measured = measured_affinity(model, x, y)
     # float32: Z = (1 − after/before) / lr loses digits to cancellation; agreement to 1e-5 absolute
     np.testing.assert_allclose(measured, expected, rtol=0, atol=1e-5)
     assert np.abs(expected).max() > 1e-3  # and the values are far from trivially small

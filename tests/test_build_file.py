@@ -61,8 +61,16 @@ def imported_modules(path):
         if isinstance(node, ast.Import):
             yield from (alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            yield node.module
-            yield from (f"{node.module}.{alias.name}" for alias in node.names)
+            module = helper_module(node.module)
+            yield module
+            yield from (f"{module}.{alias.name}" for alias in node.names)
+
+
+def helper_module(module):
+    """A helper module of tests/ (pytest puts tests/ on sys.path: `from affinity_reference import ...`)
+    by its repository name, `tests.<module>`; any other module unchanged."""
+    helper = os.path.join(REPO, "tests", module.split(".")[0] + ".py")
+    return f"tests.{module}" if os.path.exists(helper) else module
 
 
 def module_file(module):
