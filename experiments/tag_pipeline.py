@@ -30,15 +30,17 @@ HELP = {
     "dataset": f"Data source, one of {run_config.DATASETS} (--recipe sets 'recipe').",
     "recipe": "Your own tasks, model and data: a Python file (or module) defining TASKS, build_model(tasks), "
               "load_data() and optionally optimizer(); see experiments/recipes/.",
-    "tasks": "Task names (CelebA attributes, or planted task names).",
+    "tasks": "Task names (CelebA attributes, planted or scenes task names).",
     "celeba_dir": "Folder of the official CelebA files (dataset=celeba_folder).",
     "tfds_data_dir": "tfds data directory (dataset=celeba_tfds).",
     "tfds_manual_dir": "Folder of pre-downloaded CelebA files for tfds.",
     "image_size": "Side of the square input images.",
-    "num_examples": "Examples of planted data (all splits).",
+    "num_examples": "Examples of planted data or scenes (all splits).",
     "planted_groups": "Planted groups.",
     "tasks_per_group": "Tasks per planted group.",
     "cache": "Keep decoded data in memory after the first epoch.",
+    "architecture": f"The networks around the trunk, one of {run_config.ARCHITECTURES} (not for recipes).",
+    "head_units": "Width of each task's decoder in the architectures.",
     "trunk_filters": "Filters of the CelebA trunk's convolutions.",
     "bn_momentum": "Batch normalisation momentum of the CelebA trunk.",
     "epochs": "Training epochs.",
@@ -138,6 +140,13 @@ def format_summary(metrics: dict, selections, planted) -> str:
     lines += ["", "Test error per task (%):", f"{'task':<{width}}  " + "  ".join(f"{r['name']:>15}" for r in named)]
     for task in metrics["tasks"]:
         lines.append(f"{task:<{width}}  " + "  ".join(f"{grouped.format_task_error(r, task):>15}" for r in named))
+    header, dense = grouped.dense_metric_table(metrics)
+    if dense:
+        widths = [max(len(r[c]) for r in [header, *dense]) for c in range(len(header))]
+        lines += ["", "Dense metrics (test):"] + ["  ".join(v.rjust(w) for v, w in zip(r, widths))
+                                                  for r in [header, *dense]]
+    if grouped.headline(metrics) == "delta_mtl":
+        lines += ["", "Dense tasks: ΔMTL vs single-task is the headline (their errors are in different units)."]
     speed = grouped.time_to_choose(metrics["groupings"])
     if speed:
         lines += ["", "Time to choose (TAG: its affinity run and the solver; HOA: its single and pair networks and "

@@ -13,8 +13,21 @@ the signatures
     group_<i>           the inputs of serving_default -> {task: answer} for every head of network i
 
 where each task's answer comes from the network the assignment names, every network runs once per
-request, and an answer is a probability [batch] (binary), class probabilities [batch, K]
-(multiclass) or a value [batch] (regression). Beside the SavedModel: `assets/tasks.json` (tasks,
+request, and an answer is (`ANSWERS`, the `output` of each task in tasks.json):
+
+| kind           | answer                                   | shape          |
+|----------------|------------------------------------------|----------------|
+| `binary`       | probability of the positive class        | [B]            |
+| `multiclass`   | class probabilities (softmax)            | [B, K]         |
+| `regression`   | the value                                | [B]            |
+| `segmentation` | class probabilities of every pixel       | [B, H, W, K]   |
+| `depth`        | the depth of every pixel                 | [B, H, W]      |
+| `normals`      | unit normal of every pixel (normalised)  | [B, H, W, 3]   |
+| `edges`        | edge probability of every pixel          | [B, H, W]      |
+
+Segmentation answers probabilities, as multiclass tasks do, rather than the class map: the class
+map is `argmax(answer, axis=-1)` on the client, while probabilities keep the confidence (and
+what a client needs to combine or threshold classes); it costs K floats a pixel. Beside the SavedModel: `assets/tasks.json` (tasks,
 groups, assignment, thresholds, input specs, affinity summary, versions) and
 `assets.extra/tf_serving_warmup_requests` (PredictionLog records TF Serving replays on load).
 
@@ -66,6 +79,10 @@ TASKS_FILE = os.path.join("assets", "tasks.json")
 MODEL_NAME_PATTERN = re.compile(r"[A-Za-z0-9_.\-]+")
 BINARY_THRESHOLD = 0.5
 EXPORT_LOCK = ".export.lock"  # held while a version is written; TF Serving ignores non-numeric names
+# What each kind's answer is (the `output` of every task in assets/tasks.json).
+ANSWERS = {"binary": "probability", "multiclass": "class_probabilities", "regression": "value",
+           "segmentation": "pixel_class_probabilities", "depth": "pixel_depth", "normals": "pixel_unit_normals",
+           "edges": "pixel_edge_probability"}
 
 
 def export_multihead(
@@ -200,17 +217,21 @@ def next_version(model_dir: str) -> int:
 
 
 def serving_answer(task: Task, output: tf.Tensor) -> tf.Tensor:
-    """A head's output as served: probability [B] (binary), class probabilities [B, K], value [B].
+    """A head's output as served (`ANSWERS`; the module docstring's table).
 
     >>> serving_answer(Task("a"), tf.constant([[0.0]])).numpy().tolist()
     [0.5]
+    >>> serving_answer(Task("n", kind="normals"), tf.constant([[[[0.0, 3.0, 4.0]]]])).numpy().tolist()
+    [[[[0.0, 0.6000000238418579, 0.800000011920929]]]]
     """
     output = tf.cast(output, tf.float32)
-    if task.kind == "binary":
-        return tf.sigmoid(output[:, 0])
-    if task.kind == "multiclass":
+    if task.kind in ("binary", "edges"):
+        return tf.sigmoid(output[..., 0])
+    if task.kind in ("multiclass", "segmentation"):
         return tf.nn.softmax(output, axis=-1)
-    return output[:, 0]
+    if task.kind == "normals":
+        return tf.math.l2_normalize(output, axis=-1)
+    return output[..., 0]
 
 
 def build_archive(networks: Sequence[keras.Model], tasks: Sequence[Task],
@@ -316,11 +337,10 @@ def tasks_summary(networks: Sequence[keras.Model], tasks: Sequence[Task], assign
                   model_name: str, version: int, affinity: TaskAffinity | None) -> dict:
     """The content of `assets/tasks.json`."""
     specs = named_input_specs(networks[0])
-    answers = {"binary": "probability", "multiclass": "class_probabilities", "regression": "value"}
     return {
         "model_name": model_name,
         "version": version,
-        "tasks": [{**t.to_json(), "network": int(assignment[t.name]), "output": answers[t.kind],
+        "tasks": [{**t.to_json(), "network": int(assignment[t.name]), "output": ANSWERS[t.kind],
                    "threshold": BINARY_THRESHOLD if t.kind == "binary" else None} for t in tasks],
         "groups": [[t.name for t in n.tasks] for n in networks],
         "assignment": {t.name: int(assignment[t.name]) for t in tasks},

@@ -2,11 +2,21 @@
 
 The measures, as in the TAG paper and Vandenhende et al. (2021):
 
-    error(t)      = 100 · (1 − accuracy(t))        (classification; regression: the MAE itself)
+    error(t)      = 100 · (1 − accuracy(t))        (classification; regression: the MAE itself;
+                    dense: 100 · (1 − mIoU), the RMSE, the mean angle error in degrees, 100 · (1 − ODS F))
     total error   = Σ_t error(t)                   (the paper's CelebA measure)
     ΔMTL          = mean_t (−1)^l_t · (M_t − M_single,t) / M_single,t
                     with l_t = 1 when lower is better (error, rmse, angle error), 0 when higher is
                     better (accuracy, mIoU, ODS F); a fraction (×100: the survey's %)
+
+M_t: every task's main metric (`Task.metric_name`: accuracy, MAE, mIoU, RMSE, angle error, ODS F),
+as the dense-prediction survey counts it (`metric_delta_mtl`). (Before dense tasks, the pipeline
+took ΔMTL over errors, 100·(1 − accuracy): undefined whenever a single-task network is exact.)
+
+Dense tasks. Their errors are in different units (%, metres, degrees), so a total error over them
+is dominated by whichever unit is largest: it is kept (every grouping still has one, and it still
+orders the groupings of one run's tasks), but the scale-free ΔMTL against the single-task networks
+is the headline for a run with a dense task (`headline`): the report and the command line say so.
 
 >>> round(total_error({"a": {"accuracy": 0.9}, "b": {"accuracy": 0.75}}), 6)
 35.0
@@ -26,13 +36,35 @@ from tag_tf.stats import format_interval, mean_std, paired_difference
 from tag_tf.tasks import Task, lower_is_better
 
 
+# The metric a task's error is read from, in order of precedence: True for 100 · (1 − metric) in %.
+ERROR_METRICS = {"accuracy": True, "mae": False, "miou": True, "rmse": False, "angle_error": False, "odsf": True}
+DENSE_METRICS = ("miou", "rmse", "angle_error", "odsf")
+
+
 def task_error(metrics: Mapping[str, float]) -> float:
-    """Error of one task from its metrics: 100·(1 − accuracy) in %, or the MAE for regression."""
-    if "accuracy" in metrics:
-        return 100.0 * (1.0 - float(metrics["accuracy"]))
-    if "mae" in metrics:
-        return float(metrics["mae"])
-    raise ValueError(f"No accuracy or mae in task metrics {dict(metrics)}.")
+    """Error of one task from its metrics: 100·(1 − accuracy) in %, or the MAE for regression; for
+    dense tasks 100·(1 − mIoU), the RMSE, the angle error (degrees) or 100·(1 − ODS F).
+
+    >>> task_error({"loss": 0.3, "rmse": 0.5, "abs_rel": 0.1}), round(task_error({"miou": 0.25}), 6)
+    (0.5, 75.0)
+    """
+    for name, percent in ERROR_METRICS.items():
+        if name in metrics:
+            return 100.0 * (1.0 - float(metrics[name])) if percent else float(metrics[name])
+    raise ValueError(f"No metric to read an error from in task metrics {dict(metrics)}; expected one of "
+                     f"{list(ERROR_METRICS)}.")
+
+
+def headline(metrics: Mapping) -> str:
+    """The measure a run's groupings are judged by: "delta_mtl" when a task is dense and ΔMTL was
+    measured (metrics.json rows have it: the single_task baseline ran), else "total_error".
+
+    >>> headline({"groupings": [{"per_task": {"d": {"rmse": 1.0}}, "delta_mtl": 0.1}]})
+    'delta_mtl'
+    """
+    rows = metrics["groupings"]
+    dense = any(name in m for row in rows[:1] for m in row["per_task"].values() for name in DENSE_METRICS)
+    return "delta_mtl" if dense and all("delta_mtl" in row for row in rows) else "total_error"
 
 
 def total_error(per_task: Mapping[str, Mapping[str, float]]) -> float:
@@ -52,6 +84,10 @@ def delta_mtl(values: Mapping[str, float], single: Mapping[str, float],
     unknown = sorted(set(values) - set(lower))
     if unknown:
         raise ValueError(f"ΔMTL: no metric direction for task(s) {unknown}; given for {sorted(lower)}.")
+    zero = sorted(t for t in values if single[t] == 0)
+    if zero:
+        raise ValueError(f"ΔMTL is undefined: the single-task measure of task(s) {zero} is 0 (a relative change "
+                         f"needs a non-zero reference).")
     changes = [(-1.0 if lower[t] else 1.0) * (values[t] - single[t]) / single[t] for t in values]
     return sum(changes) / len(changes)
 
@@ -237,6 +273,26 @@ def format_task_error(row: Mapping, task: str) -> str:
     """
     std = row.get("per_task_error_std", {}).get(task)
     return f"{task_error(row['per_task'][task]):.2f}" + (f" ± {std:.2f}" if std is not None else "")
+
+
+def dense_metric_table(metrics: Mapping) -> tuple[list[str], list[list[str]]]:
+    """(header, rows): every metric of every dense task (mIoU, RMSE, abs rel, angle error, ODS F)
+    in every named grouping of metrics.json, the mean over seeds; no columns without a dense task.
+
+    >>> dense_metric_table({"tasks": ["a", "d"], "groupings": [
+    ...     {"name": "tag_k1", "per_task": {"a": {"accuracy": 0.9}, "d": {"loss": 0.2, "rmse": 0.5, "abs_rel": 0.1}}}]})
+    (['grouping', 'd rmse', 'd abs_rel'], [['tag_k1', '0.5000', '0.1000']])
+    """
+    named = [row for row in metrics["groupings"] if "_seed" not in row["name"]]
+    if not named:
+        return [], []
+    first = named[0]["per_task"]
+    columns = [(t, m) for t in metrics["tasks"] if any(d in first[t] for d in DENSE_METRICS)
+               for m in first[t] if m != "loss"]
+    if not columns:
+        return [], []
+    return (["grouping"] + [f"{t} {m}" for t, m in columns],
+            [[row["name"]] + [f"{row['per_task'][t][m]:.4f}" for t, m in columns] for row in named])
 
 
 def format_comparisons(comparisons: Sequence[Mapping]) -> list[list[str]]:

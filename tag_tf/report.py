@@ -8,10 +8,12 @@ The folder is written under a temporary name and renamed into place.
 
 The page holds: the run's settings; the affinity heatmap (A[source, target], the featured
 grouping's groups outlined) and the affinity onto each task over training; the selection for every
-budget k (table and chart); every grouping's total error against the baselines, and per task;
-Saliency and GradCAM++ maps of a few test images, each task from its serving network; where the
+budget k (table and chart); every grouping's total error and ΔMTL against the baselines, per task
+and (dense tasks) every metric; for a few test images, input, ground truth and prediction of every
+dense task, and Saliency and GradCAM++ maps of the other tasks, each task from its serving network; where the
 SavedModel is and how to query it; how to open TensorBoard. The *featured* grouping is TAG's
-grouping with the lowest total test error.
+grouping best by the run's headline measure (`grouped.headline`: the lowest total test error, or
+with dense tasks the highest ΔMTL).
 
 >>> print(html_table(["k", "groups"], [[2, "{a, b} {c}"]]))
 <table>
@@ -33,7 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 import tag_tf.training  # noqa: F401  registers MultiTaskModel, so that group networks load
-from tag_tf import grouped, viz
+from tag_tf import dense_viz, grouped, viz
 from tag_tf.affinity import TaskAffinity
 from tag_tf.export import existing_versions
 from tag_tf.io import atomic_directory, read_json
@@ -78,11 +80,14 @@ def _braces(group: Sequence[str]) -> str:
 
 
 def featured_grouping(groupings: Sequence[Grouping], metrics: dict) -> Grouping:
-    """TAG's grouping with the lowest total test error in metrics.json (the first one if none is
-    measured)."""
-    errors = {row["name"]: row["total_error"] for row in metrics["groupings"]}
-    measured = [g for g in groupings if RunDir.model_name(g.budget) in errors]
-    return min(measured, key=lambda g: errors[RunDir.model_name(g.budget)]) if measured else groupings[0]
+    """TAG's grouping best by the run's headline measure in metrics.json (`grouped.headline`: the
+    lowest total test error, or with dense tasks the highest ΔMTL); the first one if none is
+    measured."""
+    measure = grouped.headline(metrics)
+    sign = -1.0 if measure == "delta_mtl" else 1.0
+    values = {row["name"]: sign * row[measure] for row in metrics["groupings"]}
+    measured = [g for g in groupings if RunDir.model_name(g.budget) in values]
+    return min(measured, key=lambda g: values[RunDir.model_name(g.budget)]) if measured else groupings[0]
 
 
 def _config_section(config: dict) -> str:
@@ -145,14 +150,24 @@ def _metrics_section(metrics: dict) -> str:
               if seeds > 1 else "each network trained once (one seed: no spread; run with --eval_seeds=N for error bars)")
     parts = [
         "<h2>Metrics against the baselines</h2>",
-        "<p>Total test error: the sum over tasks of each task's error (100·(1 − accuracy), or the MAE), each task "
+        "<p>Total test error: the sum over tasks of each task's error (100·(1 − accuracy), or the MAE; dense "
+        "tasks: 100·(1 − mIoU), RMSE, angle error in degrees, 100·(1 − ODS F)), each task "
         f"counted from the network serving it; {html.escape(spread)}. Random groupings: over every partition and "
-        "seed. ΔMTL: mean relative change against single-task networks (positive is better).</p>",
+        "seed. ΔMTL: mean relative change of each task's main metric (accuracy, MAE, mIoU, RMSE, angle error, "
+        "ODS F) against single-task networks, signed by its direction (positive is better).</p>",
+        *(['<p><strong>Dense tasks: ΔMTL is the headline.</strong> Their errors are in different units, so the '
+           "total error is dominated by the largest; the featured grouping is the one with the highest ΔMTL.</p>"]
+          if grouped.headline(metrics) == "delta_mtl" else []),
         html_table(["grouping", "networks", "total test error (%)", "ΔMTL", "parameters", "inference FLOPs",
                     "time to choose (s)"], summary),
         "<h3>Test error per task</h3><p class=\"note\">Best mean per task in bold; random groupings left out.</p>",
         html_table(["grouping", *tasks], per_task, classes),
     ]
+    header, dense = grouped.dense_metric_table(metrics)
+    if dense:
+        parts += ["<h3>Dense metrics per task</h3><p class=\"note\">Test set, mean over seeds; lower is better "
+                  "for RMSE, abs rel and angle error (degrees), higher for mIoU and ODS F.</p>",
+                  html_table(header, dense)]
     speed = grouped.time_to_choose(metrics["groupings"])
     if speed:
         parts.append("<p>Time to choose, this run (TAG: its affinity run and the solver; HOA: its single and pair "
@@ -167,18 +182,54 @@ def _metrics_section(metrics: dict) -> str:
     return "\n".join(parts)
 
 
-def _saliency_section(folder: str, run: RunDir, tasks: Sequence[Task], featured: Grouping,
-                      test_split: tf.data.Dataset | None, num_images: int) -> str:
-    heading = "<h2>Where each head looks</h2>"
+def _test_images(test_split: tf.data.Dataset | None, num_images: int):
+    """(images [N, H, W, C], {task: labels}) of the first test examples; None when the input is not
+    one image."""
     spec = None if test_split is None else test_split.element_spec[0]
     if not isinstance(spec, tf.TensorSpec) or spec.shape.rank != 3:
-        return heading + '\n<p class="note">The input is not one image: no saliency maps.</p>'
+        return None
     images, labels = next(iter(test_split.take(num_images).batch(num_images)))
-    images = images.numpy()
+    return images.numpy(), {name: value.numpy() for name, value in labels.items()}
+
+
+def _serving_networks(run: RunDir, featured: Grouping) -> dict[int, keras.Model]:
+    """{index: network} of the featured grouping's networks that serve a task."""
     paths = run.trained_networks()
-    networks = {index: keras.saving.load_model(paths[tuple(group)], compile=False)
-                for index, group in enumerate(featured.groups) if index in featured.assignment.values()}
-    methods = [m for m in viz.SALIENCY_METHODS if all(viz.supports(m, n) for n in networks.values())]
+    return {index: keras.saving.load_model(paths[tuple(group)], compile=False)
+            for index, group in enumerate(featured.groups) if index in featured.assignment.values()}
+
+
+def _dense_section(folder: str, tasks: Sequence[Task], featured: Grouping, test, networks) -> str:
+    """Input, ground truth and prediction of every dense task on the test images (`dense_viz`)."""
+    dense = [t for t in tasks if t.is_dense]
+    if not dense or test is None:
+        return ""
+    images, labels = test
+    parts = ["<h2>Dense predictions</h2>",
+             f"<p>The first {len(images)} test images; each dense task predicted by the network serving it in "
+             f"TAG's k={featured.budget:g} grouping. Segmentation: a colour per class (black: ignored); depth: "
+             "viridis, near dark to far yellow, one scale for truth and prediction; normals: (n + 1) / 2 as RGB; "
+             "edges: grey, white an edge (black: no label).</p>"]
+    for task in dense:
+        outputs = networks[featured.assignment[task.name]].predict(images, verbose=0)[task.name]
+        figure = dense_viz.prediction_grid(task, images, labels[task.name], outputs)
+        parts.append(_figure(folder, f"dense_{task.name}.png", figure, f"{task.name}: input, truth, prediction"))
+    return "\n".join(parts)
+
+
+def _saliency_section(folder: str, tasks: Sequence[Task], featured: Grouping, test, networks) -> str:
+    heading = "<h2>Where each head looks</h2>"
+    if test is None:
+        return heading + '\n<p class="note">The input is not one image: no saliency maps.</p>'
+    skipped = [t.name for t in tasks if t.is_dense]
+    tasks = [t for t in tasks if not t.is_dense]
+    if not tasks:
+        return heading + ('\n<p class="note">Every task is dense: saliency explains one prediction per image, so '
+                          "there are no saliency maps; see the dense predictions.</p>")
+    images, labels = test
+    networks = {i: n for i, n in networks.items() if any(featured.assignment[t.name] == i for t in tasks)}
+    served_by = {i: [t.name for t in tasks if featured.assignment[t.name] == i] for i in networks}
+    methods = [m for m in viz.SALIENCY_METHODS if all(viz.supports(m, n, served_by[i]) for i, n in networks.items())]
     maps = {method: np.zeros((len(tasks), *images.shape[:3]), np.float32) for method in methods}
     titles = [None] * len(tasks)
     for index, model in networks.items():
@@ -188,12 +239,15 @@ def _saliency_section(folder: str, run: RunDir, tasks: Sequence[Task], featured:
         for method in methods:
             maps[method][rows] = viz.saliency_maps(model, served, images, method)
         for r, task in zip(rows, served):
-            titles[r] = viz.prediction_titles(task, outputs[task.name], labels[task.name].numpy())
+            titles[r] = viz.prediction_titles(task, outputs[task.name], labels[task.name])
     names = [t.name for t in tasks]
     parts = [heading, f"<p>The first {len(images)} test images; each row is a task, explained by the network "
                       f"serving it in TAG's k={featured.budget:g} grouping (its prediction: the predicted class, "
                       f"or the value). Saliency: |d prediction / d pixel|; GradCAM++: the last convolution's "
                       f"class activation map.</p>"]
+    if skipped:
+        parts.append(f'<p class="note">Dense tasks ({html.escape(", ".join(skipped))}) left out: saliency explains '
+                     "one prediction per image; see the dense predictions.</p>")
     if len(methods) < len(viz.SALIENCY_METHODS):
         parts.append('<p class="note">GradCAM++ needs a convolution among the top-level layers of the serving '
                      "networks; these keep theirs inside a nested model.</p>")
@@ -281,13 +335,16 @@ def write_report(run_dir: str, tasks: Sequence[Task], test_split: tf.data.Datase
     names, groupings = load_selection(run.selection)
     metrics = read_json(run.metrics)
     featured = featured_grouping(groupings, metrics)
+    test = _test_images(test_split, num_images)
+    networks = _serving_networks(run, featured) if test is not None else {}
     with atomic_directory(run.report_dir) as folder:
         sections = [
             _config_section(config),
             _affinity_section(folder, affinity, featured),
             _selection_section(folder, names, groupings, metrics),
             _metrics_section(metrics),
-            _saliency_section(folder, run, tasks, featured, test_split, num_images),
+            _dense_section(folder, tasks, featured, test, networks),
+            _saliency_section(folder, tasks, featured, test, networks),
             _serving_section(run),
             _tensorboard_section(run),
         ]

@@ -289,9 +289,10 @@ def _score(task: Task, output: np.ndarray):
     return lambda values: values[:, 0]
 
 
-def supports(method: str, model: keras.Model) -> bool:
-    """Whether `saliency_maps(model, ..., method)` can explain `model`: vanilla saliency always;
-    GradCAM++ when a convolution is a top-level layer of `heads_model` (tf-keras-vis looks there).
+def supports(method: str, model: keras.Model, tasks: Sequence[str] | None = None) -> bool:
+    """Whether `saliency_maps(model, tasks, ..., method)` can explain `model`'s heads `tasks`
+    (None: all): vanilla saliency always; GradCAM++ when a convolution is a top-level layer of
+    `heads_model` (tf-keras-vis looks there).
 
     >>> from tag_tf.models import build_multitask_model, mlp_trunk
     >>> model = build_multitask_model(mlp_trunk(3, hidden=(4,)), ["a"])
@@ -301,7 +302,7 @@ def supports(method: str, model: keras.Model) -> bool:
     if method == "saliency":
         return True
     convolutions = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D)
-    wrapped = heads_model(model, list(model.output))
+    wrapped = heads_model(model, list(model.output) if tasks is None else list(tasks))
     return any(isinstance(layer, convolutions) for layer in wrapped.layers)
 
 

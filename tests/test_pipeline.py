@@ -157,8 +157,8 @@ def test_evaluate_counts_each_task_from_its_serving_network(tmp_path):
     assert rows["tag_k2"]["total_error"] == pytest.approx(10 + 20 + 30)
     assert rows["all_in_one"]["total_error"] == pytest.approx(60)
     assert rows["single_task"]["total_error"] == pytest.approx(15 + 25 + 30)
-    # ΔMTL on errors: mean of −(e − e_single)/e_single
-    expected = -((10 - 15) / 15 + (20 - 25) / 25 + (30 - 30) / 30) / 3
+    # ΔMTL on accuracy (higher is better): mean of (a − a_single)/a_single
+    expected = ((0.9 - 0.85) / 0.85 + (0.8 - 0.75) / 0.75 + (0.7 - 0.7) / 0.7) / 3
     assert rows["tag_k2"]["delta_mtl"] == pytest.approx(expected)
     assert rows["tag_k2"]["networks"] == 2 and rows["tag_k2"]["parameters"] == 30
     assert rows["tag_k2"]["inference_flops"] == 300

@@ -58,6 +58,7 @@ HUES = np.array([[0.85, 0.2, 0.2], [0.2, 0.75, 0.25], [0.2, 0.35, 0.9], [0.9, 0.
 TEXTURES = ("none", "horizontal", "vertical")
 LIGHT = np.array([-0.4, -1.0, -0.6]) / np.linalg.norm([-0.4, -1.0, -0.6])
 GEOMETRIC_TASKS = ("segmentation", "depth", "normals", "edges")
+TASK_NAMES = GEOMETRIC_TASKS + ("colour", "texture")
 
 
 @dataclasses.dataclass(frozen=True)

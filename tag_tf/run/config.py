@@ -32,11 +32,14 @@ import os
 from tag_tf.affinity import AffinityConfig
 from tag_tf.balancing import BALANCERS
 from tag_tf.baselines import BASELINES
-from tag_tf.data import synthetic
+from tag_tf.data import scenes, synthetic
 from tag_tf.distribute import STRATEGIES
 from tag_tf.tasks import as_tasks
 
-DATASETS = ("planted", "planted_tabular", "planted_textures", "celeba_folder", "celeba_tfds", "recipe")
+DATASETS = ("planted", "planted_tabular", "planted_textures", "scenes", "celeba_folder", "celeba_tfds", "recipe")
+# "linear_heads": the trunk's flat features, one linear head per task (the TAG paper's networks);
+# the others are `tag_tf.architectures` (a group of one task gets hard_sharing: its single-task network).
+ARCHITECTURES = ("linear_heads", "hard_sharing", "cross_stitch", "mmoe", "padnet")
 DEFAULT_BASELINES = ("all_in_one", "single_task", "random")
 
 
@@ -59,14 +62,16 @@ class DataConfig:
     """The data of a run.
 
     Attributes:
-      dataset: one of `DATASETS` ("recipe": the user's tasks, model and data, `tag_tf.run.recipe`).
+      dataset: one of `DATASETS` ("recipe": the user's tasks, model and data, `tag_tf.run.recipe`;
+        "scenes": rendered scenes with dense tasks, `tag_tf.data.scenes`).
       recipe: the recipe's Python file or module (for `recipe`).
       tasks: task names; empty means every task of a planted data set or a recipe. Required for
         CelebA.
       celeba_dir: the official CelebA folder (for `celeba_folder`).
       tfds_data_dir, tfds_manual_dir: passed to `celeba.load_tfds` (for `celeba_tfds`).
       image_size: side of the square input images.
-      num_examples, planted_groups, tasks_per_group: size and planted structure of planted data.
+      num_examples, planted_groups, tasks_per_group: size and planted structure of planted data
+        (num_examples also of scenes).
       cache: keep decoded data in memory after the first epoch.
     """
 
@@ -96,27 +101,35 @@ class DataConfig:
             raise ValueError("dataset 'celeba_folder' needs celeba_dir: the folder of the official CelebA files.")
         if self.tasks:
             as_tasks(self.tasks)  # rejects duplicates and invalid names now, not after loading data
-        if self.tasks and self.dataset.startswith("planted"):
-            planted = [n for group in synthetic.task_names(self.planted_groups, self.tasks_per_group) for n in group]
+        if self.tasks and (self.dataset.startswith("planted") or self.dataset == "scenes"):
+            planted = list(scenes.TASK_NAMES) if self.dataset == "scenes" else [
+                n for group in synthetic.task_names(self.planted_groups, self.tasks_per_group) for n in group]
             unknown = [t for t in self.tasks if t not in planted]
             if unknown:
-                raise ValueError(f"Unknown task(s) {unknown}; the planted tasks are {planted}.")
+                raise ValueError(f"Unknown task(s) {unknown}; the {self.dataset} tasks are {planted}.")
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """The trunk of every network (the CelebA trunk for images, an MLP for tabular data).
+    """Every network of a run: the trunk (the CelebA trunk for images, an MLP for tabular data)
+    and the architecture around it (not for recipes, which build their own).
 
     Attributes:
+      architecture: one of `ARCHITECTURES`; "linear_heads" needs flat features (no dense task);
+        the others take the trunk's feature map (the MLP's features for tabular data).
+      head_units: width of each task's decoder (and of PAD-Net's features) in the architectures.
       trunk_filters: width of the CelebA trunk's convolutions.
       bn_momentum: momentum of its batch normalisation statistics.
     """
 
+    architecture: str = "linear_heads"
+    head_units: int = 32
     trunk_filters: int = 64
     bn_momentum: float = 0.99
 
     def __post_init__(self):
-        check_positive_ints(self, ("trunk_filters",))
+        check_choice("architecture", self.architecture, ARCHITECTURES)
+        check_positive_ints(self, ("head_units", "trunk_filters"))
         if not 0 <= self.bn_momentum < 1:
             raise ValueError(f"bn_momentum must be in [0, 1), got {self.bn_momentum!r}.")
 
@@ -233,6 +246,11 @@ class RunConfig:
     selection: SelectionConfig = SelectionConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     runtime: RuntimeConfig = RuntimeConfig()
+
+    def __post_init__(self):
+        if self.data.dataset == "scenes" and self.model.architecture == "linear_heads":
+            raise ValueError("dataset 'scenes' has dense tasks, which linear heads on flat features cannot predict; "
+                             f"choose an architecture from {ARCHITECTURES[1:]} (e.g. hard_sharing).")
 
     def flat(self) -> dict:
         """{flat name: value} of every setting."""

@@ -12,7 +12,7 @@ import dataclasses
 
 import tensorflow as tf
 
-from tag_tf.data import celeba, pipeline, synthetic, textures
+from tag_tf.data import celeba, pipeline, scenes, synthetic, textures
 from tag_tf.run.config import RunConfig
 from tag_tf.run.recipe import load_recipe
 from tag_tf.tasks import Task, as_tasks
@@ -42,6 +42,11 @@ def load_data(config: RunConfig) -> RunData:
         by_name = {t.name: t for t in planted.tasks}
         tasks = [by_name[n] for n in data.tasks] if data.tasks else planted.tasks
         return RunData(planted.splits, tasks, planted.groups)
+    if data.dataset == "scenes":
+        rendered = scenes.scenes(data.num_examples, data.image_size, seed=seed)
+        by_name = {t.name: t for t in rendered.tasks}
+        return RunData(rendered.splits, [by_name[n] for n in data.tasks] if data.tasks else rendered.tasks,
+                       rendered.groups)
     tasks = as_tasks(data.tasks)
     if data.dataset == "celeba_folder":
         splits = {s: celeba.load_folder(data.celeba_dir, tasks, s, data.image_size, seed) for s in celeba.SPLITS}

@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from tag_tf import balancing
 from tag_tf.affinity import AffinityConfig, check_optimizer
+from tag_tf.architectures import build_architecture
 from tag_tf.distribute import is_multi_worker, strategy_from_name
 from tag_tf.models import build_multitask_model, celeba_resnet_trunk, mlp_trunk, wrap
 from tag_tf.run.config import RunConfig
@@ -30,8 +31,8 @@ from tag_tf.training import EpochSummary, MultiTaskModel, evaluate_distributed, 
 
 def build_network(config: RunConfig, data: RunData, tasks: list[Task],
                   affinity: AffinityConfig | None = None) -> MultiTaskModel:
-    """A compiled multi-task network for `tasks`: the recipe's model, or the run's trunk with a
-    linear head per task; the recipe's optimizer or the run's SGD; under the run's strategy."""
+    """A compiled multi-task network for `tasks`: the recipe's model, or the run's trunk in the run's
+    architecture; the recipe's optimizer or the run's SGD; under the run's strategy."""
     keras.utils.set_random_seed(config.runtime.seed)
     balancer = balancing.balancer_from_name(config.train.balancer)
     sgd = functools.partial(keras.optimizers.SGD, config.train.learning_rate, momentum=config.train.momentum)
@@ -41,17 +42,32 @@ def build_network(config: RunConfig, data: RunData, tasks: list[Task],
             model = wrap(recipe.build_model(tasks), tasks, affinity=affinity, balancer=balancer)
             optimizer = recipe.optimizer(default=sgd)
         else:
-            if config.data.dataset == "planted_tabular":
-                trunk = mlp_trunk(int(data.splits["train"].element_spec[0].shape[-1]))
-            else:
-                trunk = celeba_resnet_trunk(config.data.image_size, filters=config.model.trunk_filters,
-                                            bn_momentum=config.model.bn_momentum)
-            model = build_multitask_model(trunk, tasks, affinity=affinity, balancer=balancer)
+            model = _network(config, data, tasks, affinity, balancer)
             optimizer = sgd()
         if affinity is not None:
             check_optimizer(optimizer)  # before any training: the lookahead needs its rule
         model.compile(optimizer=optimizer, jit_compile=config.runtime.jit_compile)
     return model
+
+
+def _network(config: RunConfig, data: RunData, tasks: list[Task], affinity, balancer) -> MultiTaskModel:
+    """The run's trunk (an MLP for tabular data, else the CelebA trunk) in the run's architecture
+    (`ModelConfig.architecture`; a group of one task gets hard_sharing, its single-task network)."""
+    architecture = config.model.architecture
+    if config.data.dataset == "planted_tabular":
+        trunk = mlp_trunk(int(data.splits["train"].element_spec[0].shape[-1]))
+    else:
+        trunk = celeba_resnet_trunk(config.data.image_size, filters=config.model.trunk_filters,
+                                    bn_momentum=config.model.bn_momentum,
+                                    feature_map=architecture not in ("linear_heads", "mmoe"))
+    if architecture == "linear_heads":
+        return build_multitask_model(trunk, tasks, affinity=affinity, balancer=balancer)
+    if len(tasks) == 1:
+        architecture = "hard_sharing"
+    units = config.model.head_units
+    options = {"padnet": {"channels": units, "deep_supervision": False}, "mmoe": {"tower_units": units}}
+    network = build_architecture(architecture, trunk, tasks, **options.get(architecture, {"head_units": units}))
+    return wrap(network, tasks, affinity=affinity, balancer=balancer)
 
 
 def fit(config: RunConfig, data: RunData, model: MultiTaskModel, backup_dir: str, callbacks=(),

@@ -2,6 +2,9 @@
 
     demo           planted texture images (tag_tf.data.textures) with 3 groups of 3 tasks, a trunk of
                    4 channels, every network trained with 3 seeds: about ten minutes on 2 cores
+    dense_scenes   rendered scenes (tag_tf.data.scenes): segmentation, depth, normals, edges and two
+                   unrelated classification tasks, 16x16, hard sharing with a decoder per task; the
+                   single-task baseline for ΔMTL: a few minutes on 2 cores
     celeba_sample  the 10,000-image CelebA sample (../shared/data/celeba_sample), the paper's 9 tasks
     celeba         the full CelebA through tfds, the paper's 9 tasks, 100 epochs; affinity every 40
                    steps (enough samples for the matrix; BENCHMARKS.md), XLA
@@ -35,6 +38,14 @@ PRESETS = {
         train=TrainConfig(epochs=10, learning_rate=0.05, momentum=0.0, patience=2),
         selection=SelectionConfig(num_groups=(3,)),
         evaluation=EvaluationConfig(random_seeds=3, eval_seeds=3),
+    ),
+    "dense_scenes": RunConfig(
+        data=DataConfig(dataset="scenes", image_size=16, num_examples=600),
+        model=ModelConfig(architecture="hard_sharing", head_units=16, trunk_filters=8, bn_momentum=0.9),
+        train=TrainConfig(epochs=6, batch_size=32, learning_rate=0.02, momentum=0.9, patience=2),
+        affinity=AffinityConfig(every_n_steps=2),
+        selection=SelectionConfig(num_groups=(2, 3)),
+        evaluation=EvaluationConfig(baselines=("all_in_one", "single_task"), eval_seeds=1),
     ),
     "celeba_sample": RunConfig(
         data=DataConfig(dataset="celeba_folder", celeba_dir=SHARED_CELEBA_SAMPLE, tasks=PAPER_CELEBA_TASKS,

@@ -215,10 +215,9 @@ def evaluate_stage(run: Run) -> None:
                    for _, grouping in groupings for group in grouping.groups}
         seed_rows = [grouped.grouping_row(label, grouping, results, names) for label, grouping in groupings]
         if "single_task" in run.config.evaluation.baselines:
-            single = {t: grouped.task_error(results[(t,)]["test"][t]) for t in names}
+            single = {t: results[(t,)]["test"][t] for t in names}
             for row in seed_rows:
-                errors = {t: grouped.task_error(m) for t, m in row["per_task"].items()}
-                row["delta_mtl"] = grouped.delta_mtl(errors, single, lower_is_better=True)
+                row["delta_mtl"] = grouped.metric_delta_mtl(row["per_task"], single, run.data.tasks)
         rows.append(seed_rows)
     combined = [grouped.combine_seeds([seed_rows[i] for seed_rows in rows]) for i in range(len(groupings))]
     write_json_atomic(run.out.metrics, {"tasks": names, "eval_seeds": run.config.evaluation.eval_seeds,
