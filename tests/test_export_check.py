@@ -1,6 +1,7 @@
 """The check through TF Serving's load path (C API): answers equal the Keras networks, a version
 that fails is never visible, an export killed at any moment leaves nothing loadable-but-wrong."""
 
+import json
 import os
 import re
 import shutil
@@ -133,3 +134,48 @@ def test_an_export_killed_at_any_moment_leaves_only_loadable_versions(tmp_path, 
     path = tiny.export(str(tmp_path))
     assert os.path.basename(path) == str(max(versions, default=0) + 1)
     assert sorted(os.listdir(tmp_path / "m")) == [".export.lock"] + sorted(map(str, versions + [int(os.path.basename(path))]), key=int)
+
+
+def test_dense_heads_export_and_answer_through_the_c_api_and_the_dev_server_as_keras(tmp_path):
+    """A hard-sharing network with every dense kind and one flat task: each signature through TF
+    Serving's load path, and the dev server over REST and gRPC, answers what the Keras network
+    gives, in the served form (class probabilities per pixel, depth, unit normals, edge probability)."""
+    from serving.client import TFServingClient
+    from serving.dev_server import DevServer
+    from tag_tf.architectures import build_architecture
+    from tag_tf.deployment import model_server_config
+    from tag_tf.models import celeba_resnet_trunk, wrap
+
+    tasks = [Task("seg", kind="segmentation", num_classes=3), Task("depth", kind="depth"),
+             Task("normals", kind="normals"), Task("edges", kind="edges"), Task("colour", "multiclass", num_classes=4)]
+    network = wrap(build_architecture("hard_sharing", celeba_resnet_trunk(16, filters=4, feature_map=True), tasks,
+                                      head_units=4), tasks)
+    path = export_multihead([network], {t.name: 0 for t in tasks}, str(tmp_path), "dense")
+    x = np.random.default_rng(0).random((2, 16, 16, 3)).astype("float32")
+    out = network.predict(x, verbose=0)
+    logits = out["seg"] - out["seg"].max(axis=-1, keepdims=True)
+    want = {"seg": np.exp(logits) / np.exp(logits).sum(axis=-1, keepdims=True), "depth": out["depth"][..., 0],
+            "normals": out["normals"] / np.maximum(np.linalg.norm(out["normals"], axis=-1, keepdims=True), 1e-6),
+            "edges": 1 / (1 + np.exp(-out["edges"][..., 0])), "colour": tf.nn.softmax(out["colour"]).numpy()}
+    assert [want[t].shape for t in ("seg", "depth", "normals", "edges")] == [(2, 16, 16, 3), (2, 16, 16),
+                                                                            (2, 16, 16, 3), (2, 16, 16)]
+    with SavedModelSession(path) as session:
+        for signature in ("serving_default", "group_0"):
+            got = session.run(signature, {"image": x})
+            assert sorted(got) == sorted(want)
+            for task in want:
+                np.testing.assert_allclose(got[task], want[task], atol=1e-5, err_msg=f"{signature} {task}")
+    assert max(check_version_dir(path).max_abs_error.values()) <= 1e-5  # with the warmup requests replayed
+    server = DevServer(model_server_config({"dense": os.path.dirname(path)}), port=0, rest_api_port=0,
+                       host="127.0.0.1").start()
+    try:
+        with TFServingClient("127.0.0.1", server.rest_api_port, server.port, timeout=30) as client:
+            for protocol in ("rest", "grpc"):
+                got = client.predict("dense", {"image": x}, protocol=protocol)
+                for task in want:
+                    np.testing.assert_allclose(got[task], want[task], atol=1e-5, err_msg=f"{protocol} {task}")
+    finally:
+        server.stop()
+    spec = json.load(open(os.path.join(path, "assets", "tasks.json")))
+    assert [t["output"] for t in spec["tasks"]] == ["pixel_class_probabilities", "pixel_depth", "pixel_unit_normals",
+                                                    "pixel_edge_probability", "class_probabilities"]
