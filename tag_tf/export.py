@@ -22,12 +22,15 @@ request, and an answer is (`ANSWERS`, the `output` of each task in tasks.json):
 | `regression`   | the value                                | [B]            |
 | `segmentation` | class probabilities of every pixel       | [B, H, W, K]   |
 | `depth`        | the depth of every pixel                 | [B, H, W]      |
-| `normals`      | unit normal of every pixel (normalised)  | [B, H, W, 3]   |
+| `normals`      | unit normal of every pixel (normalised;  | [B, H, W, 3]   |
+|                | 0 where the head outputs 0)              |                |
 | `edges`        | edge probability of every pixel          | [B, H, W]      |
 
 Segmentation answers probabilities, as multiclass tasks do, rather than the class map: the class
 map is `argmax(answer, axis=-1)` on the client, while probabilities keep the confidence (and
-what a client needs to combine or threshold classes); it costs K floats a pixel. Beside the SavedModel: `assets/tasks.json` (tasks,
+what a client needs to combine or threshold classes); it costs K floats a pixel.
+
+Beside the SavedModel: `assets/tasks.json` (tasks,
 groups, assignment, thresholds, input specs, affinity summary, versions) and
 `assets.extra/tf_serving_warmup_requests` (PredictionLog records TF Serving replays on load).
 

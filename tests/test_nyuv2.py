@@ -20,19 +20,25 @@ def plane_depth(h, w):
     return -2.0 / (rays @ PLANE)
 
 
-@pytest.fixture(scope="module")
-def labeled(tmp_path_factory):
-    """(path, images [N, H, W, 3], depths [N, H, W], raw labels [N, H, W]) as the test wrote them."""
-    images = RNG.integers(0, 256, (N, H, W, 3), dtype=np.uint8)
-    depths = np.stack([plane_depth(H, W)] * N).astype(np.float32)
+def write_labeled(path, count=N, height=H, width=W, rng=RNG):
+    """Write a labeled set of `count` images in the official layout to `path`; returns (images
+    [N, H, W, 3], depths [N, H, W] (image 1 with a hole at (2, 3)), raw labels [N, H, W]) as written."""
+    images = rng.integers(0, 256, (count, height, width, 3), dtype=np.uint8)
+    depths = np.stack([plane_depth(height, width)] * count).astype(np.float32)
     depths[1, 2, 3] = 0.0  # a hole
-    labels = RNG.integers(0, 895, (N, H, W)).astype(np.uint16)
-    path = tmp_path_factory.mktemp("nyu") / "nyu_depth_v2_labeled.mat"
+    labels = rng.integers(0, 895, (count, height, width)).astype(np.uint16)
     with h5py.File(path, "w") as f:  # MATLAB v7.3 stores [H, W, 3, N] column-major: h5py sees [N, 3, W, H]
         f["images"] = np.transpose(images, (0, 3, 2, 1))
         f["depths"] = np.transpose(depths, (0, 2, 1)).astype(np.float64)
         f["labels"] = np.transpose(labels, (0, 2, 1))
-    return path, images, depths, labels
+    return images, depths, labels
+
+
+@pytest.fixture(scope="module")
+def labeled(tmp_path_factory):
+    """(path, images [N, H, W, 3], depths [N, H, W], raw labels [N, H, W]) as the test wrote them."""
+    path = tmp_path_factory.mktemp("nyu") / "nyu_depth_v2_labeled.mat"
+    return (path, *write_labeled(path))
 
 
 MAPPING = np.arange(1, 895) % 40 + 1  # raw class i -> (i mod 40) + 1 in 1..40

@@ -8,9 +8,10 @@ import sys
 import re
 import textwrap
 
+import numpy as np
 import pytest
 
-from tag_tf.run import PRESETS, build_network, load_data
+from tag_tf.run import PRESETS, build_network, fit, load_data
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--epochs=1", "--steps_per_epoch=3", "--num_groups=2", "--baselines=all_in_one"]
@@ -83,3 +84,35 @@ def test_bad_recipes_fail_before_any_training(tmp_path, change, message):
         config.check_paths()
         data = load_data(config)
         build_network(config, data, data.tasks, config.affinity)
+
+
+def test_nyuv2_recipe_loads_the_official_layout_and_trains_with_affinity(tmp_path, monkeypatch):
+    """The NYUv2 recipe on a small labeled set written as tests/test_nyuv2.py writes one, with the
+    official split and class-mapping files: its splits hold what was written, and one step of the
+    affinity network measures every pair of its three dense tasks."""
+    from scipy.io import savemat
+    from test_nyuv2 import write_labeled
+
+    images, depths, labels = write_labeled(tmp_path / "nyu_depth_v2_labeled.mat", count=5, height=24, width=32,
+                                           rng=np.random.default_rng(1))
+    savemat(tmp_path / "splits.mat", {"trainNdxs": np.array([[1], [2], [4]]), "testNdxs": np.array([[3], [5]])})
+    savemat(tmp_path / "classMapping13.mat", {"mapClass": (np.arange(1, 895) % 13 + 1)[None, :]})
+    monkeypatch.setenv("NYUV2_DIR", str(tmp_path))
+    monkeypatch.setenv("NYUV2_IMAGE_SIZE", "24,32")
+    config = PRESETS["demo"].replace(dataset="recipe", recipe="experiments/recipes/nyuv2.py", epochs=1,
+                                     steps_per_epoch=2, batch_size=2)
+    data = load_data(config)
+    assert [t.name for t in data.tasks] == ["segmentation", "depth", "normals"]
+    assert [len(list(data.splits[s])) for s in ("train", "validation", "test")] == [2, 1, 2]  # image 1: validation
+    (image, y), _ = list(data.splits["test"])  # official test image 3 (0-based 2)
+    np.testing.assert_allclose(image.numpy(), images[2] / 255.0, rtol=1e-6)
+    np.testing.assert_array_equal(y["depth"].numpy(), depths[2])
+    np.testing.assert_array_equal(y["segmentation"].numpy(), np.where(labels[2] == 0, 255, labels[2].astype(int) % 13))
+    model = build_network(config, data, data.tasks, config.affinity)
+    fit(config, data, model, str(tmp_path / "backup"))
+    affinity = model.task_affinity()
+    assert affinity.tasks == ("segmentation", "depth", "normals") and affinity.steps == 2
+    assert np.all(np.isfinite(affinity.matrix))
+    with pytest.raises(ValueError, match=r"NYUV2_DIR='/nowhere' must be a folder holding .*missing"):
+        monkeypatch.setenv("NYUV2_DIR", "/nowhere")
+        load_data(config)
