@@ -215,3 +215,49 @@ def test_evaluate_gives_means_spreads_and_paired_intervals_over_eval_seeds(tmp_p
     half = 12.706204736 * np.sqrt(450.0) / np.sqrt(2)
     assert comparison["interval"] == pytest.approx([-5.0 - half, -5.0 + half])
     assert comparison["beyond_noise"] is False
+
+
+def test_dense_scenes_preset_runs_every_stage_with_real_dense_metrics(tmp_path):
+    """The dense_scenes preset at tiny size: every stage runs; metrics.json's dense metrics equal a
+    recomputation from the saved networks on the test split, ΔMTL a hand computation from them; the
+    export describes the dense answers; the report shows dense predictions and the summary the metrics."""
+    from experiments.tag_pipeline import format_summary
+
+    config = PRESETS["dense_scenes"].replace(num_examples=60, tasks=("segmentation", "depth", "colour"),
+                                             epochs=1, steps_per_epoch=2, batch_size=8, trunk_filters=4, head_units=4,
+                                             num_groups=(2,), baselines=("single_task",))
+    run_dir = RunDir(str(tmp_path))
+    assert tag_run.run(config, run_dir.path).ran == list(stages.STAGES)
+    data = tag_run.load_data(config)
+    names = [t.name for t in data.tasks]
+    metrics = json.load(open(run_dir.metrics))
+    rows = {r["name"]: r for r in metrics["groupings"]}
+    [tag] = selection.load_selection(run_dir.selection)[1]
+    test = list(data.splits["test"].batch(100))
+    [(images, labels)] = test
+    for task in ("segmentation", "depth"):
+        network = keras.saving.load_model(run_dir.group_model(names, tag.served_by(task)), compile=False)
+        predicted = network.predict(images, verbose=0)[task]
+        truth = labels[task].numpy()
+        if task == "segmentation":
+            confusion = np.zeros((4, 4))
+            np.add.at(confusion, (truth.ravel(), predicted.argmax(-1).ravel()), 1)
+            union = confusion.sum(0) + confusion.sum(1) - np.diag(confusion)
+            expected = np.mean(np.diag(confusion)[union > 0] / union[union > 0])
+            assert rows["tag_k2"]["per_task"][task]["miou"] == pytest.approx(expected, rel=1e-4)
+        else:
+            expected = np.sqrt(np.mean((predicted[..., 0] - truth) ** 2))  # every scene pixel has a depth
+            assert rows["tag_k2"]["per_task"][task]["rmse"] == pytest.approx(expected, rel=1e-4)
+    main = {"segmentation": ("miou", 1), "depth": ("rmse", -1), "colour": ("accuracy", 1)}
+    single = rows["single_task"]["per_task"]
+    changes = [sign * (rows["tag_k2"]["per_task"][t][m] - single[t][m]) / single[t][m] for t, (m, sign) in main.items()]
+    assert rows["tag_k2"]["delta_mtl"] == pytest.approx(np.mean(changes)) and rows["single_task"]["delta_mtl"] == 0
+    spec = json.load(open(tmp_path / "export" / "tag_k2" / "1" / "assets" / "tasks.json"))
+    assert [t["output"] for t in spec["tasks"]] == ["pixel_class_probabilities", "pixel_depth", "class_probabilities"]
+    page = open(run_dir.report_index, encoding="utf-8").read()
+    assert "Dense tasks: ΔMTL is the headline." in page and "Dense tasks (segmentation, depth) left out" in page
+    for picture in ("dense_segmentation.png", "dense_depth.png", "saliency_saliency.png"):
+        assert f'src="{picture}"' in page and os.path.exists(os.path.join(run_dir.report_dir, picture))
+    summary = format_summary(metrics, [tag], data.planted_grouping)
+    assert f"tag_k2             {rows['tag_k2']['per_task']['segmentation']['miou']:.4f}" in summary
+    assert "ΔMTL vs single-task is the headline" in summary
