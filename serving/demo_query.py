@@ -37,11 +37,17 @@ def format_answers(tasks, rest: dict, grpc: dict, labels: dict) -> str:
         value = np.asarray(value)
         if value.ndim == 0:
             return f"{float(value):.3f}"
-        return "[" + ", ".join(f"{v:.2f}" for v in value) + f"] → {int(np.argmax(value))}"
+        if value.ndim == 1:
+            return "[" + ", ".join(f"{v:.2f}" for v in value) + f"] → {int(np.argmax(value))}"
+        return f"map {list(value.shape)}, mean {float(value.mean()):.3f}"  # a dense task's answer
+
+    def show_label(value):
+        value = np.asarray(value)
+        return f"{value:g}" if value.ndim == 0 else f"map {list(value.shape)}"
 
     rows = [("image", "task", "label", "REST answer", "gRPC answer")]
     for i in range(len(next(iter(rest.values())))):
-        rows += [(str(i), t, f"{labels[t][i]:g}", show(rest[t][i]), show(grpc[t][i])) for t in tasks]
+        rows += [(str(i), t, show_label(labels[t][i]), show(rest[t][i]), show(grpc[t][i])) for t in tasks]
     widths = [max(len(r[c]) for r in rows) for c in range(5)]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
 

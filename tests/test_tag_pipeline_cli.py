@@ -17,7 +17,7 @@ def run(*flags):
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--preset=nope"], "should be one of <celeba|celeba_sample|demo>"),
+    (["--preset=nope"], "should be one of <celeba|celeba_sample|demo|dense_scenes>"),
     (["--tasks=g0_t0,g7_t1"], "Unknown task(s) ['g7_t1']; the planted tasks are"),
     (["--num_groups=2,0"], "num_groups must be a non-empty list of integers >= 1, got [2, 0]"),
     (["--num_groups=two"], "--num_groups=two: expected integers >= 1"),
