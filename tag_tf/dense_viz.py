@@ -16,6 +16,10 @@ of a dense task (`tag_tf.tasks.DENSE_KINDS`), each kind in its usual encoding.
 [[0.122, 0.467, 0.706], [0.0, 0.0, 0.0]]
 >>> colours(Task("e", kind="edges"), np.array([[[[0.0], [50.0]]]]), "prediction")[0, 0].tolist()
 [[0.5, 0.5, 0.5], [1.0, 1.0, 1.0]]
+>>> colours(Task("n", kind="normals"), np.array([[[[0.0, 0.0, 1.0], [0.0, 0.0, 0.0]]]]), "label")[0, 0].tolist()
+[[0.5, 0.5, 1.0], [0.0, 0.0, 0.0]]
+>>> colours(Task("d", kind="depth"), np.array([[[2.0, 4.0, 0.0]]]), "label")[0, 0].round(3).tolist()  # near, far, invalid
+[[0.267, 0.005, 0.329], [0.993, 0.906, 0.144], [0.0, 0.0, 0.0]]
 """
 
 from __future__ import annotations

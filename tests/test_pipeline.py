@@ -37,6 +37,10 @@ TINY = PRESETS["demo"].replace(epochs=5, baselines=(), eval_seeds=1)
         ({"dataset": "celeba_folder", "tasks": ("Smiling",), "celeba_dir": ""}, "needs celeba_dir"),
         ({"tasks": ("g0_t0", "g9_t9")}, r"Unknown task\(s\) \['g9_t9'\]; the planted tasks are \['g0_t0'"),
         ({"tasks": ("g0_t0", "g0_t0")}, "Duplicate"),
+        ({"architecture": "mtan"}, r"Unknown architecture 'mtan'; valid choices: \('linear_heads', 'hard_sharing'"),
+        ({"dataset": "scenes"}, r"dataset 'scenes' has dense tasks, which linear heads on flat features cannot predict"),
+        ({"dataset": "scenes", "architecture": "padnet", "tasks": ("depth", "sky")},
+         r"Unknown task\(s\) \['sky'\]; the scenes tasks are \['segmentation', 'depth'"),
     ],
 )
 def test_bad_configs_raise_before_any_work(changes, message):

@@ -106,7 +106,8 @@ class DataConfig:
                 n for group in synthetic.task_names(self.planted_groups, self.tasks_per_group) for n in group]
             unknown = [t for t in self.tasks if t not in planted]
             if unknown:
-                raise ValueError(f"Unknown task(s) {unknown}; the {self.dataset} tasks are {planted}.")
+                source = "scenes" if self.dataset == "scenes" else "planted"
+                raise ValueError(f"Unknown task(s) {unknown}; the {source} tasks are {planted}.")
 
 
 @dataclasses.dataclass(frozen=True)
