@@ -6,7 +6,7 @@ since logical devices and TF_CONFIG must be set before TensorFlow starts).
 
 Trains an MLP (no batch normalisation, so 1 and N replicas compute the same function) with exact
 affinity on the same global batches of planted tabular data, and writes the affinity matrix and
-the final loss to --out. With --balancers, one run per balancer instead (affinity every 2 steps,
+its standard errors and the final loss to --out. With --balancers, one run per balancer instead (affinity every 2 steps,
 so that both train steps run), each writing its matrix, the balancer's state and the weights' sum.
 """
 
@@ -58,7 +58,7 @@ def main(argv):
         else:
             history = fit_distributed(model, batches, epochs=2)
         result = model.task_affinity()
-        return model, {"matrix": result.matrix.tolist(), "steps": result.steps,
+        return model, {"matrix": result.matrix.tolist(), "stderr": result.stderr.tolist(), "steps": result.steps,
                        "loss": history.history["loss"][-1], "replicas": strategy.num_replicas_in_sync,
                        "kernel_sum": float(sum(float(tf.reduce_sum(v)) for v in model.trainable_variables))}
 
@@ -71,7 +71,7 @@ def main(argv):
             state = [v for v in model.weights if v.name in ("gradnorm_weights", "log_variances")]
             output[name]["state"] = state[0].numpy().tolist() if state else None
     else:
-        output = train_once(AffinityConfig())[1]
+        output = train_once(AffinityConfig(every_n_steps=1))[1]
     with open(FLAGS.out, "w") as f:
         json.dump(output, f)
 

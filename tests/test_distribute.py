@@ -47,6 +47,7 @@ def test_two_mirrored_replicas_give_the_single_device_matrix(tmp_path, single_de
     mirrored = run(tmp_path, "mirrored", "--strategy=mirrored", "--replicas=2")
     assert mirrored["replicas"] == 2 and mirrored["steps"] == single_device["steps"] == 20
     np.testing.assert_allclose(mirrored["matrix"], single_device["matrix"], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(mirrored["stderr"], single_device["stderr"], rtol=0, atol=1e-5)  # M2 counted once
     assert mirrored["loss"] == pytest.approx(single_device["loss"], rel=1e-5)
 
 
@@ -87,6 +88,7 @@ def test_two_workers_on_localhost_agree_with_each_other_and_a_single_process(tmp
     results = [finish(worker, out) for worker, out in zip(workers, outs)]
     assert [r["replicas"] for r in results] == [2, 2]
     np.testing.assert_array_equal(results[0]["matrix"], results[1]["matrix"])
+    np.testing.assert_allclose(results[0]["stderr"], single_device["stderr"], rtol=0, atol=1e-4)
     np.testing.assert_allclose(results[0]["matrix"], single_device["matrix"], rtol=0, atol=1e-4)
 
 

@@ -50,3 +50,18 @@ def test_tiny_run_prints_groupings_and_the_table(tmp_path):
     assert "stage affinity: done" in result.stderr and "Files in" in result.stderr
     assert result.stdout.splitlines()[-1] == f"Report: {tmp_path / 'report' / 'index.html'}"
     assert (tmp_path / "report" / "index.html").exists()
+
+
+def test_affinity_every_n_steps_flag_takes_auto_or_an_integer():
+    """Parsed in-process, as main() parses it: "auto" (the default), n, or an error naming both."""
+    from experiments import tag_pipeline
+
+    try:
+        for value, expected in (("auto", "auto"), ("1", 1), ("40", 40)):
+            tag_pipeline.FLAGS(["tag_pipeline", f"--affinity_every_n_steps={value}"])
+            assert tag_pipeline.config_from_flags().affinity.every_n_steps == expected
+        tag_pipeline.FLAGS(["tag_pipeline", "--affinity_every_n_steps=often"])
+        with pytest.raises(ValueError, match="every_n_steps must be 'auto' or a positive integer .* got 'often'"):
+            tag_pipeline.config_from_flags()
+    finally:
+        tag_pipeline.FLAGS.unparse_flags()

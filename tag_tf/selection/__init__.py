@@ -64,7 +64,7 @@ from tag_tf.selection.api import METHODS, select_from_affinity, select_from_cost
 from tag_tf.selection.bounds import relaxed_upper_bound
 from tag_tf.selection.dp import partition_dp
 from tag_tf.selection.result import SENSES, Grouping, load_selection, save_selection
-from tag_tf.selection.stability import STABLE, bootstrap_matrices, served, stability
+from tag_tf.selection.stability import STABLE, bootstrap_matrices, served, stability, stability_text
 from tag_tf.selection.scores import (SINGLETON_POLICIES, group_scores, masks_of, members_of,
                                      served_set_values, singleton_scores, subset_sums)
 
@@ -72,5 +72,5 @@ __all__ = [
     "METHODS", "SENSES", "SINGLETON_POLICIES", "STABLE", "Grouping", "bootstrap_matrices", "group_scores",
     "load_selection", "masks_of", "members_of", "partition_dp", "relaxed_upper_bound", "save_selection", "select_from_affinity",
     "select_from_costs", "select_groups", "served", "served_set_values", "singleton_scores", "stability",
-    "subset_sums",
+    "stability_text", "subset_sums",
 ]

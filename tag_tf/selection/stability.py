@@ -72,3 +72,22 @@ def stability(affinity, grouping: Grouping, select, resamples: int = 100, seed: 
     same = sum(served(select(np.nan_to_num(matrix))) == target
                for matrix in bootstrap_matrices(affinity.blocks, affinity.block_counts, resamples, seed))
     return same / resamples
+
+
+def stability_text(grouping) -> str:
+    """How often a bootstrap of the affinity samples selects this grouping again, and a warning
+    when that is rare (below `STABLE`).
+
+    >>> from tag_tf.selection import select_groups
+    >>> import dataclasses
+    >>> g = select_groups([[0.0, 1.0], [1.0, 0.0]], 1)
+    >>> stability_text(dataclasses.replace(g, stability=0.55))
+    'stability 0.55: LOW, another affinity run could choose differently'
+    >>> stability_text(g)
+    'stability not measured'
+    """
+    if grouping.stability is None:
+        return "stability not measured"
+    if grouping.stability < STABLE:
+        return f"stability {grouping.stability:.2f}: LOW, another affinity run could choose differently"
+    return f"stability {grouping.stability:.2f}"
