@@ -70,6 +70,14 @@ def test_bad_config_values():
         AffinityConfig(every_n_steps=0)
     with pytest.raises(ValueError, match="max_epochs must be a positive integer, got 0"):
         AffinityConfig(max_epochs=0)
+    assert AffinityConfig().every_n_steps == "auto" and AffinityConfig().adaptive  # the default
+    assert AffinityConfig(every_n_steps="1").every_n_steps == 1  # from a command line
+    with pytest.raises(ValueError, match=r"every_n_steps must be 'auto' or a positive integer .* got 'sometimes'"):
+        AffinityConfig(every_n_steps="sometimes")
+    for name, value, message in (("auto_max_interval", 0, "a positive integer"), ("bootstrap_blocks", 3, "an even integer >= 2"),
+                                 ("auto_precision", 0.0, "> 0")):
+        with pytest.raises(ValueError, match=f"{name} must be {message}, got {value}"):
+            AffinityConfig(**{name: value})
 
 
 def small_batch(num_tasks=3, n=32, image=False, seed=0):
@@ -307,17 +315,6 @@ def test_auto_schedule_collects_at_the_steps_of_a_hand_trace():
     for iteration in range(34):
         schedule.run(iteration, lambda _: None, affinity_step, accumulator, iteration)
     assert collected == [0, 1, 2, 4, 8, *range(10, 23), 24, 28, 32]
-
-
-def test_auto_is_the_default_and_named_settings_are_checked():
-    assert AffinityConfig().every_n_steps == "auto" and AffinityConfig().adaptive
-    assert AffinityConfig(every_n_steps="1").every_n_steps == 1  # from a command line
-    with pytest.raises(ValueError, match=r"every_n_steps must be 'auto' or a positive integer .* got 'sometimes'"):
-        AffinityConfig(every_n_steps="sometimes")
-    with pytest.raises(ValueError, match="auto_max_interval must be a positive integer, got 0"):
-        AffinityConfig(auto_max_interval=0)
-    with pytest.raises(ValueError, match="bootstrap_blocks must be an even integer >= 2, got 3"):
-        AffinityConfig(bootstrap_blocks=3)
 
 
 def test_affinity_file_without_stderr_or_blocks_still_loads():

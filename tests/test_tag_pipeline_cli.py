@@ -43,7 +43,7 @@ def test_tiny_run_prints_groupings_and_the_table(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.load(open(tmp_path / "metrics.json"))
     assert [r["name"] for r in metrics["groupings"]] == ["tag_k2", "all_in_one"]
-    assert "TAG grouping, k=2: {" in result.stdout
+    assert "TAG grouping, k=2: {" in result.stdout and ", stability " in result.stdout
     assert "Planted grouping:     {g0_t0, g0_t1} {g1_t0, g1_t1}" in result.stdout
     for row in metrics["groupings"]:
         assert f"  {row['total_error']:.2f} (trained once)  " in result.stdout

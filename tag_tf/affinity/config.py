@@ -29,23 +29,23 @@ class AffinityConfig:
         is the paper's setting (the official TAG code's); the paper suggests 10 as a speed-up.
       normalize_by_lr: divide Z by the learning rate, as the official TAG code does.
       max_epochs: how many epochs' means are kept (in model variables, so they survive a resume).
+      bootstrap_blocks: how many blocks of consecutive affinity steps are kept for the selection
+        stability bootstrap (one step per block until they are full; then neighbours merge).
       auto_min_samples: "auto" collects at every step until every pair has this many samples.
       auto_precision: "auto" thins collection while the median standard error of the pairs is at
         most this fraction of the spread (standard deviation) of the pairs' means.
       auto_max_interval: "auto" never collects less often than every this many steps (the floor,
         so that drift over training is still seen).
-      bootstrap_blocks: how many blocks of consecutive affinity steps are kept for the selection
-        stability bootstrap (one step per block until they are full; then neighbours merge).
     """
 
     mode: str = "exact"
-    every_n_steps: int | str = AUTO
     normalize_by_lr: bool = True
     max_epochs: int = 200
+    bootstrap_blocks: int = 128
+    every_n_steps: int | str = AUTO
     auto_min_samples: int = 20
     auto_precision: float = 0.25
     auto_max_interval: int = 100
-    bootstrap_blocks: int = 128
 
     def __post_init__(self):
         if self.mode not in MODES:
