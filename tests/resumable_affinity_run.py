@@ -23,6 +23,7 @@ from absl import app, flags  # noqa: E402
 from tag_tf.affinity import AffinityConfig  # noqa: E402
 from tag_tf.data import synthetic  # noqa: E402
 from tag_tf.models import build_multitask_model, celeba_resnet_trunk  # noqa: E402
+from tag_tf.training import AffinitySteps  # noqa: E402
 
 flags.DEFINE_string("backup_dir", None, "BackupAndRestore directory (none: no backup).")
 flags.DEFINE_string("out", None, "Where to write the result JSON.", required=True)
@@ -41,21 +42,6 @@ class PauseAtStep(keras.callbacks.Callback):
             time.sleep(600)
 
 
-class CollectedSteps(keras.callbacks.Callback):
-    """The optimizer iterations (of this process) whose step added to the affinity sums."""
-
-    def __init__(self):
-        super().__init__()
-        self.steps = []
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self._before = float(self.model.affinity_accumulator.steps.numpy())
-
-    def on_train_batch_end(self, batch, logs=None):
-        if float(self.model.affinity_accumulator.steps.numpy()) > self._before:
-            self.steps.append(int(self.model.optimizer.iterations.numpy()) - 1)
-
-
 def main(argv):
     del argv
     tf.config.experimental.enable_op_determinism()
@@ -67,7 +53,7 @@ def main(argv):
                                                           auto_max_interval=4, bootstrap_blocks=8))
     model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
     model.build((None, 16, 16, 3))
-    collected = CollectedSteps()
+    collected = AffinitySteps()
     callbacks = [collected] + ([keras.callbacks.BackupAndRestore(FLAGS.backup_dir)] if FLAGS.backup_dir else [])
     if FLAGS.pause_at_step:
         callbacks.append(PauseAtStep(FLAGS.pause_at_step))

@@ -27,6 +27,7 @@ from absl import app, flags, logging  # noqa: E402
 from tag_tf.affinity import AffinityConfig  # noqa: E402
 from tag_tf.run import PRESETS, batches, build_network, load_data  # noqa: E402
 from tag_tf.selection import select_from_affinity, served, stability_text  # noqa: E402
+from tag_tf.training import AffinitySteps  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("preset", "demo", "A preset with planted data.")
@@ -54,12 +55,14 @@ def main(argv):
     models = {name: build_network(config, data, data.tasks, affinity) for name, affinity in variants.items()}
     train = {name: batches(config, data, "train") for name in variants}  # one dataset each: the same batch order
     seconds = {name: [] for name in variants}
+    collected = AffinitySteps()  # on the auto run: where it collected
     load = []
     for epoch in range(config.train.epochs):
         load.append(os.getloadavg()[0])
         for name, model in models.items():
             start = time.perf_counter()
-            model.fit(train[name], initial_epoch=epoch, epochs=epoch + 1, verbose=0, shuffle=False)
+            model.fit(train[name], initial_epoch=epoch, epochs=epoch + 1, verbose=0, shuffle=False,
+                      callbacks=[collected] if name.startswith("auto") else [])
             seconds[name].append(time.perf_counter() - start)
         logging.info("epoch %d: %s", epoch + 1, ", ".join(f"{n} {s[-1]:.1f}s" for n, s in seconds.items()))
     steps = int(models["plain"].optimizer.iterations.numpy())
@@ -74,8 +77,8 @@ def main(argv):
     print("|---|---:|---:|---:|---:|---:|")
     for name, model in models.items():
         total, rest = sum(seconds[name]), sum(seconds[name][1:])
-        collected = model.task_affinity().steps if variants[name] else 0
-        print(f"| {name} | {collected} ({collected / steps:.1%}) | {total:.1f} | {total / sum(seconds['plain']):.3f}x | "
+        count = model.task_affinity().steps if variants[name] else 0
+        print(f"| {name} | {count} ({count / steps:.1%}) | {total:.1f} | {total / sum(seconds['plain']):.3f}x | "
               f"{rest:.1f} | {rest / sum(seconds['plain'][1:]):.3f}x |")
     selections = {name: select_from_affinity(models[name].task_affinity(), budgets) for name in variants if variants[name]}
     planted = {t: frozenset(g) for g in data.planted_grouping for t in g}
@@ -87,6 +90,9 @@ def main(argv):
             g = groupings[i]
             print(f"| {k} | {name} | {braces(g.groups)} | {stability_text(g)} | {served(g) == reference} | "
                   f"{served(g) == planted} |")
+    windows = np.bincount(np.array(collected.steps) // 500, minlength=(steps + 499) // 500)
+    print(f"\nauto's affinity steps per 500 steps: {windows.tolist()}; the first 30 at iterations "
+          f"{collected.steps[:30]}.")
     auto = models["auto (default)"].task_affinity()
     off = ~np.eye(len(auto.tasks), dtype=bool)
     every = models["every step (paper)"].task_affinity()
