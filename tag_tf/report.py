@@ -98,7 +98,8 @@ def _affinity_section(folder: str, affinity: TaskAffinity, featured: Grouping) -
         "<h2>Task affinity</h2>",
         f"<p>A[source, target]: how much one step on the source task lowers the loss of the target task, "
         f"averaged over {affinity.steps} affinity steps ({affinity.skipped} samples skipped){_precision(affinity)}. "
-        f"Selection reads the affinity <em>onto</em> a task: a column. Outlined: the groups of TAG's k={featured.budget:g} grouping.</p>",
+        f"Selection reads the affinity <em>onto</em> a task: a column. Outlined: the groups of TAG's "
+        f"k={featured.budget:g} grouping.</p>",
         _figure(folder, "affinity_heatmap.png", viz.affinity_heatmap(tasks, affinity.matrix, featured.groups),
                 "affinity heatmap"),
     ]

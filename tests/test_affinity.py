@@ -74,8 +74,8 @@ def test_bad_config_values():
     assert AffinityConfig(every_n_steps="1").every_n_steps == 1  # from a command line
     with pytest.raises(ValueError, match=r"every_n_steps must be 'auto' or a positive integer .* got 'sometimes'"):
         AffinityConfig(every_n_steps="sometimes")
-    for name, value, message in (("auto_max_interval", 0, "a positive integer"), ("bootstrap_blocks", 3, "an even integer >= 2"),
-                                 ("auto_precision", 0.0, "> 0")):
+    for name, value, message in (("auto_max_interval", 0, "a positive integer"), ("auto_precision", 0.0, "> 0"),
+                                 ("bootstrap_blocks", 3, "an even integer >= 2")):
         with pytest.raises(ValueError, match=f"{name} must be {message}, got {value}"):
             AffinityConfig(**{name: value})
 

@@ -8,9 +8,10 @@ plain (no affinity), `AffinityConfig()` (every_n_steps="auto", the default) and
 `AffinityConfig(every_n_steps=1)` (every step, the paper's setting). They take turns, one epoch
 each, so that load from other processes falls on all three alike; every epoch is timed. An
 affinity step takes the update a plain step takes (combined from the per-task gradients, so equal
-up to float rounding): the three follow nearly the same trajectory. Prints Markdown: seconds and the ratio to plain (whole run, and without the first
-epoch, which traces the step functions), affinity steps, and for every budget k the groups each
-affinity run selects, their bootstrap stability, and whether auto's equal every step's.
+up to float rounding): the three follow nearly the same trajectory. Prints Markdown: seconds and
+the ratio to plain (whole run, and without the first epoch, which traces the step functions),
+affinity steps and where auto took them, and for every budget k the groups each affinity run
+selects, their bootstrap stability, and whether auto's equal every step's.
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ def main(argv):
                             trunk_filters=FLAGS.trunk_filters or preset.model.trunk_filters)
     data = load_data(config)
     budgets = [int(k) for k in FLAGS.budgets]
-    variants = {"plain": None, "auto (default)": AffinityConfig(), "every step (paper)": AffinityConfig(every_n_steps=1)}
+    variants = {"plain": None, "auto (default)": AffinityConfig(),
+                "every step (paper)": AffinityConfig(every_n_steps=1)}
     models = {name: build_network(config, data, data.tasks, affinity) for name, affinity in variants.items()}
     train = {name: batches(config, data, "train") for name in variants}  # one dataset each: the same batch order
     seconds = {name: [] for name in variants}
@@ -69,8 +71,8 @@ def main(argv):
 
     print(f"Settings: {config.data.dataset} ({len(data.tasks)} tasks in {len(data.planted_grouping)} planted groups), "
           f"{config.data.num_examples} examples, {config.data.image_size}x{config.data.image_size}, trunk filters "
-          f"{config.model.trunk_filters}, batch {config.train.batch_size}, SGD({config.train.learning_rate:g}, momentum "
-          f"{config.train.momentum:g}), {config.train.epochs} epochs = {steps} steps, seed {config.runtime.seed}; "
+          f"{config.model.trunk_filters}, batch {config.train.batch_size}, "
+          f"SGD({config.train.learning_rate:g}, momentum {config.train.momentum:g}), {config.train.epochs} epochs = {steps} steps, seed {config.runtime.seed}; "
           f"AffinityConfig() = {AffinityConfig()}. Load average (1 min) during the epochs: "
           f"{min(load):.1f}-{max(load):.1f} on {os.cpu_count()} cores.\n")
     print("| variant | affinity steps | seconds | ratio to plain | seconds without epoch 1 | ratio without epoch 1 |")
@@ -80,7 +82,8 @@ def main(argv):
         count = model.task_affinity().steps if variants[name] else 0
         print(f"| {name} | {count} ({count / steps:.1%}) | {total:.1f} | {total / sum(seconds['plain']):.3f}x | "
               f"{rest:.1f} | {rest / sum(seconds['plain'][1:]):.3f}x |")
-    selections = {name: select_from_affinity(models[name].task_affinity(), budgets) for name in variants if variants[name]}
+    selections = {name: select_from_affinity(models[name].task_affinity(), budgets)
+                  for name in variants if variants[name]}
     planted = {t: frozenset(g) for g in data.planted_grouping for t in g}
     print("\n| k | variant | groups | stability | = every step | = planted |")
     print("|---:|---|---|---|---|---|")

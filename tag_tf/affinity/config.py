@@ -52,8 +52,8 @@ class AffinityConfig:
             raise ValueError(f"Unknown affinity mode {self.mode!r}; valid modes: {MODES}.")
         if isinstance(self.every_n_steps, str) and self.every_n_steps.isdigit():  # from a command line
             object.__setattr__(self, "every_n_steps", int(self.every_n_steps))
-        if self.every_n_steps != AUTO and (isinstance(self.every_n_steps, bool) or not isinstance(self.every_n_steps, int)
-                                           or self.every_n_steps < 1):
+        every = self.every_n_steps
+        if every != AUTO and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
             raise ValueError(f"every_n_steps must be 'auto' or a positive integer (1: every step, the paper's "
                              f"setting), got {self.every_n_steps!r}.")
         for name in ("max_epochs", "auto_min_samples", "auto_max_interval"):

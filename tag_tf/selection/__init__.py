@@ -70,7 +70,7 @@ from tag_tf.selection.scores import (SINGLETON_POLICIES, group_scores, masks_of,
 
 __all__ = [
     "METHODS", "SENSES", "SINGLETON_POLICIES", "STABLE", "Grouping", "bootstrap_matrices", "group_scores",
-    "load_selection", "masks_of", "members_of", "partition_dp", "relaxed_upper_bound", "save_selection", "select_from_affinity",
-    "select_from_costs", "select_groups", "served", "served_set_values", "singleton_scores", "stability",
-    "stability_text", "subset_sums",
+    "load_selection", "masks_of", "members_of", "partition_dp", "relaxed_upper_bound", "save_selection",
+    "select_from_affinity", "select_from_costs", "select_groups", "served", "served_set_values",
+    "singleton_scores", "stability", "stability_text", "subset_sums",
 ]
