@@ -11,8 +11,8 @@ There is one training step, `train_step(data, collect_affinity)`. On an affinity
 `AffinityConfig.every_n_steps` says, adaptively by default: `tag_tf.training.schedule`) it takes,
 on the same batch and before the update: every task's gradient with respect to the shared trunk
 (all-reduced across replicas), the lookahead step Δi of the optimizer's own rule
-(`tag_tf.affinity.lookahead`), every task's loss at θs − Δi through `stateless_call` (training=True; moving statistics from the
-lookahead are discarded), and Z[source, target]. Affinity is always computed from the per-task
+(`tag_tf.affinity.lookahead`), every task's loss at θs − Δi through `stateless_call`
+(training=True; moving statistics from the lookahead are discarded), and Z[source, target]. Affinity is always computed from the per-task
 losses without `Task.weight`, so it means the same whatever the weighting; the per-task
 gradients it needs are reused for the update. The running sums and variances and the schedule's
 state live in model variables (`AffinityAccumulator`, `AffinitySchedule`): they are checkpointed
