@@ -433,7 +433,8 @@ def test_select_command_writes_selection_json(tmp_path):
          "--num_groups=1,2,3", "--singleton=forbid"],
         cwd=REPO, capture_output=True, text=True, timeout=120, check=True)
     header, *rows = out.stdout.strip().splitlines()
-    assert header.split() == ["k", "groups", "score", "optimal", "bound", "seconds"]
+    assert header.split() == ["k", "groups", "score", "optimal", "bound", "seconds", "stability"]
+    assert rows[1].split()[-1] == "-"  # a file without the affinity's samples: no bootstrap
     assert rows[1].split()[:6] == ["2", "{a,", "b}", "{c,", "d}", "3"]
     data = json.loads((run / "selection.json").read_text())
     assert data["tasks"] == tasks
