@@ -14,7 +14,7 @@ demo: $(STAMP)
 	@echo "Report: $(CURDIR)/runs/demo/report/index.html"
 
 test: $(STAMP)
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests -n 2 --dist loadfile
 
 venv: $(STAMP)
 

@@ -4,7 +4,8 @@
 
 Reads the affinity file as a `tag_tf.affinity.TaskAffinity` (tasks, matrix A[source, target]; a
 pair without a sample is `null`), runs `tag_tf.selection.select_from_affinity` for the budgets (it
-warns about the pairs without samples and takes them as 0), prints a table and writes
+warns about the pairs without samples and takes them as 0; each grouping with its bootstrap
+stability when the file keeps the affinity's samples), prints a table and writes
 `selection.json` next to the affinity file (atomically): {"tasks": [...], "selections": [one
 grouping per budget]}.
 """
@@ -57,12 +58,13 @@ def parse_budgets(values) -> list[int]:
 
 
 def format_table(groupings) -> str:
-    """One row per budget: k, groups, score, optimal, bound, seconds."""
-    rows = [("k", "groups", "score", "optimal", "bound", "seconds")]
+    """One row per budget: k, groups, score, optimal, bound, seconds, stability ("-": the affinity
+    file keeps no samples to bootstrap)."""
+    rows = [("k", "groups", "score", "optimal", "bound", "seconds", "stability")]
     for g in groupings:
         groups = " ".join("{" + ", ".join(group) + "}" for group in g.groups)
         rows.append((f"{g.budget:g}", groups, f"{g.score:.6g}", "yes" if g.optimal else "no",
-                     f"{g.upper_bound:.6g}", f"{g.seconds:.3f}"))
+                     f"{g.upper_bound:.6g}", f"{g.seconds:.3f}", "-" if g.stability is None else f"{g.stability:.2f}"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
 

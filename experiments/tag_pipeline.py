@@ -23,7 +23,7 @@ from tag_tf import grouped  # noqa: E402
 from tag_tf.io import read_json  # noqa: E402
 from tag_tf.run import PRESETS, config as run_config, load_data, run  # noqa: E402
 from tag_tf.rundir import RunDir  # noqa: E402
-from tag_tf.selection import load_selection  # noqa: E402
+from tag_tf.selection import load_selection, stability_text  # noqa: E402
 
 # One flag per setting of RunConfig, named by its flat name (tag_tf.run.config); the help says what it is.
 HELP = {
@@ -51,9 +51,15 @@ HELP = {
     "momentum": "SGD momentum.",
     "balancer": "Loss balancing: equal, gradnorm, uncertainty or pcgrad.",
     "affinity_mode": "Affinity: exact or first_order.",
-    "affinity_every_n_steps": "Collect affinity every n steps (1: every step, the official code's setting).",
+    "affinity_every_n_steps": "auto (adaptive sampling, the default) or collect affinity every n steps (1: every "
+                              "step, the paper's setting).",
     "affinity_normalize_by_lr": "Divide affinity by the learning rate, as the official code does.",
     "affinity_max_epochs": "Epochs whose per-epoch affinity means are kept.",
+    "affinity_auto_min_samples": "auto: collect at every step until every pair has this many samples.",
+    "affinity_auto_precision": "auto: thin collection while the median stderr of the pairs is at most this "
+                               "fraction of the spread of their means.",
+    "affinity_auto_max_interval": "auto: collect at least every this many steps.",
+    "affinity_bootstrap_blocks": "Blocks of consecutive affinity steps kept for the selection stability bootstrap.",
     "num_groups": "Budgets k (most networks), e.g. 2,3.",
     "baselines": "Baselines, from all_in_one, single_task, random, hoa.",
     "random_seeds": "Random groupings per budget.",
@@ -63,7 +69,8 @@ HELP = {
     "seed": "Seed of data split, shuffling, initialisation and random groupings.",
 }
 DEFINE = {"str": flags.DEFINE_string, "int": flags.DEFINE_integer, "float": flags.DEFINE_float,
-          "bool": flags.DEFINE_boolean, "tuple[str, ...]": flags.DEFINE_list, "tuple[int, ...]": flags.DEFINE_list}
+          "bool": flags.DEFINE_boolean, "tuple[str, ...]": flags.DEFINE_list, "tuple[int, ...]": flags.DEFINE_list,
+          "int | str": flags.DEFINE_string}  # every_n_steps: "auto" or an integer
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("preset", "demo", sorted(PRESETS), "Settings to start from.")
@@ -125,7 +132,7 @@ def format_summary(metrics: dict, selections, planted) -> str:
         same = "" if planted_set is None else (
             "  = planted" if {frozenset(g) for g in grouping.groups} == planted_set else "  != planted")
         lines.append(f"TAG grouping, k={grouping.budget}: {groups}  (score {grouping.score:.4f}, "
-                     f"{'optimal' if grouping.optimal else 'not proven optimal'}){same}")
+                     f"{'optimal' if grouping.optimal else 'not proven optimal'}, {stability_text(grouping)}){same}")
     if planted:
         lines.append("Planted grouping:     " + " ".join("{" + ", ".join(g) + "}" for g in planted))
     rows = grouped.summarize(metrics["groupings"])

@@ -40,7 +40,7 @@ from tag_tf.affinity import TaskAffinity
 from tag_tf.export import existing_versions
 from tag_tf.io import atomic_directory, read_json
 from tag_tf.rundir import RunDir
-from tag_tf.selection import Grouping, load_selection
+from tag_tf.selection import STABLE, Grouping, load_selection, stability_text
 from tag_tf.tasks import Task
 
 REPORT_IMAGES = 4
@@ -102,8 +102,9 @@ def _affinity_section(folder: str, affinity: TaskAffinity, featured: Grouping) -
     parts = [
         "<h2>Task affinity</h2>",
         f"<p>A[source, target]: how much one step on the source task lowers the loss of the target task, "
-        f"averaged over {affinity.steps} affinity steps ({affinity.skipped} samples skipped). Selection reads the "
-        f"affinity <em>onto</em> a task: a column. Outlined: the groups of TAG's k={featured.budget:g} grouping.</p>",
+        f"averaged over {affinity.steps} affinity steps ({affinity.skipped} samples skipped){_precision(affinity)}. "
+        f"Selection reads the affinity <em>onto</em> a task: a column. Outlined: the groups of TAG's "
+        f"k={featured.budget:g} grouping.</p>",
         _figure(folder, "affinity_heatmap.png", viz.affinity_heatmap(tasks, affinity.matrix, featured.groups),
                 "affinity heatmap"),
     ]
@@ -115,6 +116,15 @@ def _affinity_section(folder: str, affinity: TaskAffinity, featured: Grouping) -
     return "\n".join(parts)
 
 
+def _precision(affinity: TaskAffinity) -> str:
+    """", median standard error of a pair 0.03 (spread of the pairs 0.41)", or nothing without stderr."""
+    off = ~np.eye(len(affinity.tasks), dtype=bool)
+    if affinity.stderr is None or not np.isfinite(affinity.stderr[off]).any():
+        return ""
+    return (f", median standard error of a pair {np.nanmedian(affinity.stderr[off]):.3g} (spread of the pairs' "
+            f"means {np.nanstd(affinity.matrix[off]):.3g})")
+
+
 def _selection_section(folder: str, tasks: list[str], groupings: Sequence[Grouping], metrics: dict) -> str:
     errors = {row["name"]: row["total_error"] for row in metrics["groupings"]}
     rows = []
@@ -124,11 +134,14 @@ def _selection_section(folder: str, tasks: list[str], groupings: Sequence[Groupi
             for i, group in enumerate(g.groups))
         error = errors.get(RunDir.model_name(g.budget))
         rows.append([f"{g.budget:g}", networks, f"{g.score:.4g}", f"{g.upper_bound:.4g}", "yes" if g.optimal else "no",
-                     g.method, f"{g.seconds:.2f}", f"{error:.2f}" if error is not None else "n/a"])
+                     g.method, f"{g.seconds:.2f}", stability_text(g), f"{error:.2f}" if error is not None else "n/a"])
     chart = viz.grouping_chart(tasks, groupings, [errors.get(RunDir.model_name(g.budget)) for g in groupings])
     return "\n".join([
         "<h2>Selection</h2>",
-        html_table(["k", "networks", "score", "upper bound", "optimal", "solver", "seconds", "total test error"], rows),
+        "<p>Stability: the share of bootstrap resamples of the affinity run's samples (blocks of consecutive "
+        f"affinity steps) that select the same grouping; below {STABLE:g} the measurement does not settle it.</p>",
+        html_table(["k", "networks", "score", "upper bound", "optimal", "solver", "seconds", "stability",
+                    "total test error"], rows),
         _figure(folder, "grouping.png", chart, "grouping chart"),
     ])
 

@@ -7,7 +7,7 @@ since logical devices and TF_CONFIG must be set before TensorFlow starts).
 Under each strategy in turn, in this one process (so that 1 and N replicas are compared on the same
 machine state), trains an MLP (no batch normalisation, so 1 and N replicas compute the same
 function) with exact affinity on the same global batches of planted tabular data, and writes
-{strategy: {"matrix", "loss", ...}} to --out. With --balancers, one run per balancer instead
+{strategy: {"matrix", "stderr", "loss", ...}} to --out. With --balancers, one run per balancer instead
 (affinity every 2 steps, so that both train steps run), each writing its matrix, the balancer's
 state and the weights' sum: {strategy: {balancer: {...}}}.
 """
@@ -62,7 +62,7 @@ def main(argv):
         else:
             history = fit_distributed(model, batches, epochs=2)
         result = model.task_affinity()
-        return model, {"matrix": result.matrix.tolist(), "steps": result.steps,
+        return model, {"matrix": result.matrix.tolist(), "stderr": result.stderr.tolist(), "steps": result.steps,
                        "loss": history.history["loss"][-1], "replicas": strategy.num_replicas_in_sync,
                        "kernel_sum": float(sum(float(tf.reduce_sum(v)) for v in model.trainable_variables))}
 

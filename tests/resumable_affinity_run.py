@@ -4,7 +4,8 @@
 
 With --pause_at_step the run prints PAUSED after that many steps and waits to be killed.
 Op determinism is on and the data order is fixed: an uninterrupted run and a killed-and-resumed
-run must end with the same affinity matrix.
+run must end with the same affinity matrix, standard errors and bootstrap blocks, and collect at
+the same steps (the adaptive schedule, with settings that thin it within the run's 30 steps).
 """
 
 import json
@@ -22,6 +23,7 @@ from absl import app, flags  # noqa: E402
 from tag_tf.affinity import AffinityConfig  # noqa: E402
 from tag_tf.data import synthetic  # noqa: E402
 from tag_tf.models import build_multitask_model, celeba_resnet_trunk  # noqa: E402
+from tag_tf.training import AffinitySteps  # noqa: E402
 
 flags.DEFINE_string("backup_dir", None, "BackupAndRestore directory (none: no backup).")
 flags.DEFINE_string("out", None, "Where to write the result JSON.", required=True)
@@ -47,17 +49,20 @@ def main(argv):
     data = synthetic.planted_groups(num_groups=2, tasks_per_group=2, num_examples=400, image_size=16, seed=0)
     batches = data.splits["train"].batch(32)  # 10 steps per epoch, the same order every epoch
     model = build_multitask_model(celeba_resnet_trunk(16, filters=8), data.tasks,
-                                  affinity=AffinityConfig(every_n_steps=2))
+                                  affinity=AffinityConfig(every_n_steps="auto", auto_min_samples=4, auto_precision=1.0,
+                                                          auto_max_interval=4, bootstrap_blocks=8))
     model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
     model.build((None, 16, 16, 3))
-    callbacks = [keras.callbacks.BackupAndRestore(FLAGS.backup_dir)] if FLAGS.backup_dir else []
+    collected = AffinitySteps()
+    callbacks = [collected] + ([keras.callbacks.BackupAndRestore(FLAGS.backup_dir)] if FLAGS.backup_dir else [])
     if FLAGS.pause_at_step:
         callbacks.append(PauseAtStep(FLAGS.pause_at_step))
     model.fit(batches, epochs=3, verbose=0, shuffle=False, callbacks=callbacks)
     result = model.task_affinity()
     with open(FLAGS.out, "w") as f:
-        json.dump({"matrix": result.matrix.tolist(), "steps": result.steps,
-                   "epochs": [m.tolist() for m in result.epochs],
+        json.dump({"matrix": result.matrix.tolist(), "steps": result.steps, "stderr": result.stderr.tolist(),
+                   "epochs": [m.tolist() for m in result.epochs], "blocks": [m.tolist() for m in result.blocks],
+                   "collected": collected.steps,
                    "iterations": int(model.optimizer.iterations.numpy())}, f)
 
 

@@ -62,6 +62,14 @@ def test_bad_config_values():
         AffinityConfig(every_n_steps=0)
     with pytest.raises(ValueError, match="max_epochs must be a positive integer, got 0"):
         AffinityConfig(max_epochs=0)
+    assert AffinityConfig().every_n_steps == "auto" and AffinityConfig().adaptive  # the default
+    assert AffinityConfig(every_n_steps="1").every_n_steps == 1  # from a command line
+    with pytest.raises(ValueError, match=r"every_n_steps must be 'auto' or a positive integer .* got 'sometimes'"):
+        AffinityConfig(every_n_steps="sometimes")
+    for name, value, message in (("auto_max_interval", 0, "a positive integer"), ("auto_precision", 0.0, "> 0"),
+                                 ("bootstrap_blocks", 3, "an even integer >= 2")):
+        with pytest.raises(ValueError, match=f"{name} must be {message}, got {value}"):
+            AffinityConfig(**{name: value})
 
 
 def small_batch(num_tasks=3, n=32, image=False, seed=0):
@@ -78,7 +86,7 @@ def test_exact_affinity_equals_the_reference(opt_name, image, xla):
     """Also compiled with XLA (`jit_compile=True`, Keras' default on GPU machines)."""
     x, y = small_batch(image=image)
     trunk = celeba_resnet_trunk(12, filters=4) if image else mlp_trunk(6, hidden=(8, 8))
-    model = build_multitask_model(trunk, list(y), affinity=AffinityConfig())
+    model = build_multitask_model(trunk, list(y), affinity=AffinityConfig(every_n_steps=1))
     model.compile(optimizer=OPTIMIZERS[opt_name](), jit_compile=xla)
     for seed in (1, 2, 3):  # a few steps first, so that momentum and moments are non-zero
         model.train_on_batch(*small_batch(image=image, seed=seed))
@@ -122,7 +130,8 @@ def test_every_n_steps_and_per_epoch_means():
 
 def test_per_epoch_means_stop_at_max_epochs_but_the_matrix_goes_on():
     x, y = small_batch()
-    model = build_multitask_model(mlp_trunk(6, hidden=(4,)), list(y), affinity=AffinityConfig(max_epochs=2))
+    model = build_multitask_model(mlp_trunk(6, hidden=(4,)), list(y),
+                                  affinity=AffinityConfig(every_n_steps=1, max_epochs=2))
     model.compile(optimizer=keras.optimizers.SGD(0.01))
     model.fit(x, y, batch_size=16, epochs=3, verbose=0)
     result = model.task_affinity()
@@ -157,7 +166,8 @@ def test_within_group_affinity_exceeds_cross_group_on_planted_data():
     """
     data = synthetic.planted_groups(num_groups=3, tasks_per_group=3, num_examples=2000, image_size=16, seed=0,
                                     threshold_range=0.0)
-    model = build_multitask_model(celeba_resnet_trunk(16, filters=16), data.tasks, affinity=AffinityConfig())
+    model = build_multitask_model(celeba_resnet_trunk(16, filters=16), data.tasks,
+                                  affinity=AffinityConfig(every_n_steps=1))
     model.compile(optimizer=keras.optimizers.SGD(0.05))
     model.fit(batched(data.splits["train"], 64, shuffle_buffer=2000), epochs=3, verbose=0, shuffle=False)
     matrix = model.task_affinity().matrix
@@ -195,7 +205,8 @@ def test_mixed_precision_gives_the_float32_matrix_within_tolerance(policy, toler
         keras.mixed_precision.set_global_policy(name)
         try:
             keras.utils.set_random_seed(0)
-            model = build_multitask_model(celeba_resnet_trunk(16, filters=8), data.tasks, affinity=AffinityConfig())
+            model = build_multitask_model(celeba_resnet_trunk(16, filters=8), data.tasks,
+                                          affinity=AffinityConfig(every_n_steps=1))
             model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
             model.fit(batched(data.splits["train"], 32), epochs=1, verbose=0, shuffle=False)
         finally:
@@ -206,3 +217,76 @@ def test_mixed_precision_gives_the_float32_matrix_within_tolerance(policy, toler
         assert model.task_affinity().skipped == 0
     scale = np.abs(matrices["float32"]).max()
     assert np.abs(matrices[policy] - matrices["float32"]).max() < tolerance * scale
+
+
+class StepValues(keras.callbacks.Callback):
+    """Every affinity step's Z (the increase of the model's running sum), all pairs valid."""
+
+    def __init__(self):
+        super().__init__()
+        self.z = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        total = self.model.affinity_accumulator.total.numpy().astype(np.float64)
+        self.z.append(total - sum(self.z, np.zeros_like(total)))
+
+
+def test_running_variance_stderr_and_blocks_equal_numpy_on_the_per_step_values():
+    x, y = small_batch(n=80)
+    model = build_multitask_model(mlp_trunk(6, hidden=(8,)), list(y),
+                                  affinity=AffinityConfig(every_n_steps=1, bootstrap_blocks=4))
+    model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
+    recorder = StepValues()
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False, callbacks=[recorder])  # 10 steps
+    z = np.array(recorder.z)
+    result = model.task_affinity()
+    assert result.steps == len(z) == 10
+    variance = model.affinity_accumulator.m2.numpy() / (len(z) - 1)
+    np.testing.assert_allclose(variance, np.var(z, axis=0, ddof=1), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(result.stderr, np.std(z, axis=0, ddof=1) / np.sqrt(len(z)), rtol=1e-4, atol=1e-6)
+    assert np.std(z, axis=0).min() > 1e-3  # the steps differ: a real variance
+    # 4 blocks: steps 0-3 one each; at step 4 they merge into pairs (0-1, 2-3), steps 4-5 and 6-7 fill
+    # the other two; at step 8 those merge again: blocks of 4 steps, 4, and 2
+    np.testing.assert_allclose(np.array(result.blocks), [z[0:4].mean(0), z[4:8].mean(0), z[8:10].mean(0)],
+                               rtol=1e-4, atol=1e-5)
+    assert [int(c[0, 1]) for c in result.block_counts] == [4, 4, 2]
+    loaded = TaskAffinity.from_json(result.to_json())
+    np.testing.assert_array_equal(loaded.stderr, result.stderr)
+    np.testing.assert_array_equal(np.array(loaded.blocks), np.array(result.blocks))
+
+
+def test_auto_schedule_collects_at_the_steps_of_a_hand_trace():
+    """The real schedule and accumulator on fixed per-step values of two tasks: A[a, b] is always 1,
+    A[b, a] is 0 except 4 at iteration 8. Rule: min_samples 3, precision 0.3, max_interval 4.
+
+    it 0, 1: fewer than 3 samples -> interval 1.  it 2: both pairs constant, stderr 0 -> 2.  it 4 -> 4.
+    it 8: b->a holds [0, 0, 0, 0, 4]: stderr sqrt(3.2 / 5) = 0.8, median over the two pairs 0.4 >
+    0.3 * spread 0.1 -> interval 2.  it 10: [.., 4, 0]: stderr 2/3, median 1/3 > 0.3 * 1/6 -> 1.
+    From then on, with n samples of b->a (one 4, the rest 0): stderr 4/n, median 2/n, spread
+    (1 - 4/n) / 2: precise once 2/n <= 0.15 (n - 4) / n, i.e. n >= 18, at iteration 22 (n = it - 4)
+    -> 2; it 24 -> 4; then every 4 (the floor)."""
+    from tag_tf.affinity import AffinityAccumulator
+    from tag_tf.training.schedule import AffinitySchedule
+
+    config = AffinityConfig(auto_min_samples=3, auto_precision=0.3, auto_max_interval=4)
+    owner = keras.layers.Layer()
+    accumulator, schedule = AffinityAccumulator(["a", "b"], max_epochs=1), AffinitySchedule(config)
+    accumulator.build(owner)
+    schedule.build(owner)
+    collected = []
+
+    def affinity_step(iteration):
+        collected.append(iteration)
+        z = np.array([[0.0, 1.0], [4.0 if iteration == 8 else 0.0, 0.0]], "float32")
+        accumulator.add(z, valid=np.ones((2, 2), bool), skipped=np.zeros((2, 2), bool))
+
+    for iteration in range(34):
+        schedule.run(iteration, lambda _: None, affinity_step, accumulator, iteration)
+    assert collected == [0, 1, 2, 4, 8, *range(10, 23), 24, 28, 32]
+
+
+def test_affinity_file_without_stderr_or_blocks_still_loads():
+    old = {"tasks": ["a", "b"], "matrix": [[None, 0.5], [0.25, None]], "epochs": [], "steps": 4, "skipped": 0}
+    loaded = TaskAffinity.from_json(old)
+    assert loaded.stderr is None and loaded.blocks == () and loaded.matrix[0, 1] == 0.5
+    assert "stderr" not in loaded.to_json()

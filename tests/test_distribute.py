@@ -50,6 +50,7 @@ def test_two_mirrored_replicas_give_the_single_device_matrix(default_and_mirrore
     assert (single["replicas"], mirrored["replicas"]) == (1, 2)
     assert mirrored["steps"] == single["steps"] == 20
     np.testing.assert_allclose(mirrored["matrix"], single["matrix"], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(mirrored["stderr"], single["stderr"], rtol=0, atol=1e-5)  # M2 counted once
     assert mirrored["loss"] == pytest.approx(single["loss"], rel=1e-5)
 
 
@@ -91,7 +92,9 @@ def test_two_workers_on_localhost_agree_with_each_other_and_a_single_process(tmp
     results = [finish(worker, out)["multi_worker"] for worker, out in zip(workers, outs)]
     assert [r["replicas"] for r in results] == [2, 2]
     np.testing.assert_array_equal(results[0]["matrix"], results[1]["matrix"])
-    np.testing.assert_allclose(results[0]["matrix"], default_and_mirrored["default"]["matrix"], rtol=0, atol=1e-4)
+    single = default_and_mirrored["default"]
+    np.testing.assert_allclose(results[0]["stderr"], single["stderr"], rtol=0, atol=1e-4)
+    np.testing.assert_allclose(results[0]["matrix"], single["matrix"], rtol=0, atol=1e-4)
 
 
 def test_strategy_names():

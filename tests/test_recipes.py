@@ -14,7 +14,7 @@ import pytest
 from tag_tf.run import PRESETS, build_network, fit, load_data
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["--epochs=1", "--steps_per_epoch=3", "--num_groups=2", "--baselines=all_in_one"]
+TINY = ["--epochs=1", "--steps_per_epoch=3", "--num_groups=2", "--baselines=all_in_one", "--eval_seeds=1"]
 
 
 def pipeline(*flags, env=None):
@@ -40,7 +40,7 @@ def test_recommender_recipe_runs_every_stage(tmp_path):
 def test_mobilenet_recipe_runs_every_stage_on_the_celeba_sample(tmp_path, celeba_sample):
     """Two tasks, one network, no baselines: tracing MobileNet's per-task gradients is most of the cost."""
     result = pipeline("--recipe=experiments/recipes/celeba_mobilenet.py", f"--run_dir={tmp_path}",
-                      "--tasks=Smiling,Male", "--epochs=1", "--steps_per_epoch=2", "--num_groups=1", "--baselines=",
+                      "--tasks=Smiling,Male", "--epochs=1", "--steps_per_epoch=2", "--num_groups=1", "--baselines=", "--eval_seeds=1",
                       "--affinity_mode=first_order",
                       env={"CELEBA_DIR": celeba_sample, "RECIPE_IMAGE_SIZE": "32"})
     assert result.returncode == 0, result.stderr[-3000:]

@@ -14,7 +14,7 @@ from PIL import Image
 import tag_tf.run as tag_run
 from tag_tf import report
 from tag_tf.io import read_json
-from tag_tf.selection import load_selection
+from tag_tf.selection import load_selection, stability_text
 
 TINY = tag_run.PRESETS["demo"].replace(num_examples=600, epochs=2, trunk_filters=4, planted_groups=2,
                            tasks_per_group=2, num_groups=(2,), baselines=("all_in_one",), eval_seeds=2)
@@ -82,6 +82,8 @@ def test_html_holds_the_runs_numbers_and_where_the_model_is(run_dir):
     _, groupings = load_selection(os.path.join(run_dir, "selection.json"))
     assert f"{groupings[0].score:.4g}" in text
     assert "network 1 trains {" in text
+    assert groupings[0].stability is not None and stability_text(groupings[0]) in text  # the bootstrap's share
+    assert "median standard error of a pair" in text
     saved_model = os.path.join(os.path.abspath(run_dir), "export", "tag_k2", "1")
     assert os.path.exists(os.path.join(saved_model, "saved_model.pb"))
     assert saved_model in text and "serving.dev_server --model_config_file=" in text

@@ -1,6 +1,7 @@
 """An affinity run killed mid-epoch (SIGKILL) and resumed with keras.callbacks.BackupAndRestore
-ends with the same matrix and per-epoch means as an uninterrupted run: the accumulators are
-model variables."""
+ends with the same matrix, standard errors, bootstrap blocks and per-epoch means as an
+uninterrupted run, and its adaptive schedule collects at the same steps: the accumulators and the
+schedule's state are model variables."""
 
 import json
 import os
@@ -40,7 +41,11 @@ def test_killed_and_resumed_run_ends_with_the_uninterrupted_matrix(tmp_path):
 
     run(f"--backup_dir={backup}", f"--out={resumed}")
     a, b = json.loads(uninterrupted.read_text()), json.loads(resumed.read_text())
-    assert a["iterations"] == b["iterations"] == 30 and a["steps"] == b["steps"] == 15
+    assert a["iterations"] == b["iterations"] == 30 and a["steps"] == b["steps"]
+    assert 4 < a["steps"] < 20  # dense for 4 samples, then thinned: the schedule's state matters
+    assert b["collected"] == [step for step in a["collected"] if step >= 10]  # resumed from the first epoch's end
     np.testing.assert_allclose(b["matrix"], a["matrix"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(b["stderr"], a["stderr"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(b["blocks"], a["blocks"], rtol=0, atol=1e-6)
     assert len(a["epochs"]) == len(b["epochs"]) == 3  # per-epoch means survive the kill too
     np.testing.assert_allclose(b["epochs"], a["epochs"], rtol=0, atol=1e-6)

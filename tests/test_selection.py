@@ -433,7 +433,8 @@ def test_select_command_writes_selection_json(tmp_path):
          "--num_groups=1,2,3", "--singleton=forbid"],
         cwd=REPO, capture_output=True, text=True, timeout=120, check=True)
     header, *rows = out.stdout.strip().splitlines()
-    assert header.split() == ["k", "groups", "score", "optimal", "bound", "seconds"]
+    assert header.split() == ["k", "groups", "score", "optimal", "bound", "seconds", "stability"]
+    assert rows[1].split()[-1] == "-"  # a file without the affinity's samples: no bootstrap
     assert rows[1].split()[:6] == ["2", "{a,", "b}", "{c,", "d}", "3"]
     data = json.loads((run / "selection.json").read_text())
     assert data["tasks"] == tasks
@@ -498,3 +499,36 @@ def test_select_command_reads_an_affinity_file_with_pairs_without_samples(tmp_pa
     assert tasks_read == tasks
     assert [g.groups for g in groupings] == [select_groups(filled, k, tasks=tasks).groups for k in (1, 2)]
     assert [g.score for g in groupings] == pytest.approx([select_groups(filled, k).score for k in (1, 2)])
+
+
+# ---- stability --------------------------------------------------------------------------------
+
+
+def affinity_from_steps(matrix, noise, steps=40, seed=0):
+    """A TaskAffinity whose blocks are `steps` per-step samples: `matrix` plus N(0, noise²)."""
+    from tag_tf.affinity import TaskAffinity
+
+    rng = np.random.default_rng(seed)
+    samples = [matrix + noise * rng.normal(size=matrix.shape) for _ in range(steps)]
+    return TaskAffinity(tasks=tuple("abcd"[:len(matrix)]), matrix=np.mean(samples, axis=0), steps=steps,
+                        blocks=tuple(samples), block_counts=(np.ones(matrix.shape, np.int64),) * steps)
+
+
+def test_stability_is_one_on_a_clear_cut_matrix_and_lower_on_a_near_tie():
+    a, tasks = two_blocks()
+    clear, = selection.select_from_affinity(affinity_from_steps(a, noise=0.1), [2])
+    assert clear.groups == (("a", "b"), ("c", "d")) and clear.stability == 1.0
+    # {a, c} + {b, d} scores 4 x 0.75 = 3.0, as {a, b} + {c, d} does: a tie, each step's noise 0.2
+    tie = a.copy()
+    tie[0, 2] = tie[2, 0] = tie[1, 3] = tie[3, 1] = 0.75
+    near, = selection.select_from_affinity(affinity_from_steps(tie, noise=0.2, seed=1), [2])
+    assert 0.2 < near.stability < selection.STABLE
+    assert "LOW" in selection.stability_text(near) and "LOW" not in selection.stability_text(clear)
+    again = selection.stability(affinity_from_steps(tie, noise=0.2, seed=1), near,
+                                lambda m: select_groups(m, 2, tasks=tasks), resamples=100, seed=0)
+    assert again == near.stability  # seeded: the same resamples
+    data = json.loads(json.dumps(near.to_json()))
+    assert Grouping.from_json(data) == near and data["stability"] == near.stability
+    del data["stability"]  # a selection.json written before stability was measured
+    assert Grouping.from_json(data).stability is None
+    assert selection.select_from_affinity(types.SimpleNamespace(tasks=tasks, matrix=a), [2])[0].stability is None

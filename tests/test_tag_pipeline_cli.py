@@ -24,6 +24,7 @@ def run(*flags):
     (["--preset=celeba_sample", "--celeba_dir=/no/such/folder"], "celeba_dir '/no/such/folder' does not exist"),
     (["--epochs=0"], "epochs must be a positive integer, got 0"),
     (["--baselines=all_in_one,hoa9"], "Unknown baseline 'hoa9'"),
+    (["--affinity_every_n_steps=often"], "every_n_steps must be 'auto' or a positive integer (1: every step"),
 ])
 def test_bad_flags_fail_before_any_work(tmp_path, flags, message):
     result = run(*flags, f"--run_dir={tmp_path / 'run'}")
@@ -39,14 +40,17 @@ def test_run_dir_is_required():
 
 def test_tiny_run_prints_groupings_and_the_table(tmp_path):
     result = run("--num_examples=600", "--epochs=1", "--trunk_filters=4", "--planted_groups=2", "--tasks_per_group=2",
-                 "--num_groups=2", "--baselines=all_in_one", "--eval_seeds=1", f"--run_dir={tmp_path}")
+                 "--num_groups=2", "--baselines=all_in_one", "--eval_seeds=1", "--affinity_every_n_steps=auto",
+                 f"--run_dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.load(open(tmp_path / "metrics.json"))
     assert [r["name"] for r in metrics["groupings"]] == ["tag_k2", "all_in_one"]
-    assert "TAG grouping, k=2: {" in result.stdout
+    assert "TAG grouping, k=2: {" in result.stdout and ", stability " in result.stdout
+    assert json.load(open(tmp_path / "config.json"))["affinity"]["every_n_steps"] == "auto"
     assert "Planted grouping:     {g0_t0, g0_t1} {g1_t0, g1_t1}" in result.stdout
     for row in metrics["groupings"]:
         assert f"  {row['total_error']:.2f} (trained once)  " in result.stdout
     assert "stage affinity: done" in result.stderr and "Files in" in result.stderr
     assert result.stdout.splitlines()[-1] == f"Report: {tmp_path / 'report' / 'index.html'}"
     assert (tmp_path / "report" / "index.html").exists()
+

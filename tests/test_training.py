@@ -134,7 +134,7 @@ def read_scalars(log_dir):
 
 def test_affinity_logger_with_keras_callbacks_in_a_plain_fit(tmp_path):
     data = planted_tabular(400)
-    model = build_multitask_model(mlp_trunk(32, hidden=(16,)), data.tasks, affinity=AffinityConfig())
+    model = build_multitask_model(mlp_trunk(32, hidden=(16,)), data.tasks, affinity=AffinityConfig(every_n_steps=1))
     model.compile(optimizer=keras.optimizers.SGD(0.02, momentum=0.9))
     json_path, log_dir = str(tmp_path / "affinity.json"), str(tmp_path / "tb" / "affinity")
     callbacks = [
@@ -155,4 +155,4 @@ def test_affinity_logger_with_keras_callbacks_in_a_plain_fit(tmp_path):
     for epoch in range(3):
         assert scalars[f"affinity/{names[0]}->{names[1]}"][epoch] == pytest.approx(result.epochs[epoch][0, 1], rel=1e-5)
     reloaded = keras.models.load_model(str(tmp_path / "best.keras"))
-    assert reloaded.affinity_config == AffinityConfig() and reloaded.task_affinity().steps > 0
+    assert reloaded.affinity_config == AffinityConfig(every_n_steps=1) and reloaded.task_affinity().steps > 0

@@ -32,7 +32,7 @@ flags.DEFINE_integer("seeds", 10, "Seeds 0 .. seeds-1.")
 flags.DEFINE_integer("epochs", None, "Override the preset's epochs.")
 flags.DEFINE_integer("num_examples", None, "Override the preset's number of examples.")
 flags.DEFINE_integer("trunk_filters", None, "Override the preset's trunk width.")
-flags.DEFINE_integer("affinity_every_n_steps", None, "Override the preset's affinity schedule.")
+flags.DEFINE_string("affinity_every_n_steps", None, "Override the preset's affinity schedule: auto or n.")
 OVERRIDES = ("epochs", "num_examples", "trunk_filters", "affinity_every_n_steps")
 
 

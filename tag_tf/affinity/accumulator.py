@@ -1,18 +1,25 @@
-"""`AffinityAccumulator`: the running sums of affinity samples, kept in model variables so that
-they are checkpointed with the weights (`BackupAndRestore`, `ModelCheckpoint`) and summed once
+"""`AffinityAccumulator`: the running state of the affinity samples, kept in model variables so
+that it is checkpointed with the weights (`BackupAndRestore`, `ModelCheckpoint`) and summed once
 under a `tf.distribute` strategy (every replica adds the same, all-reduced, Z).
 
+Per pair it keeps the sum and count of the samples and M2, the sum of squared deviations from
+their mean (Welford's update: M2 += (z − mean_before) · (z − mean_after)), for the standard error;
+the cumulative sums at every epoch boundary, for per-epoch means; and the sums and counts of up
+to `blocks` blocks of consecutive affinity steps (one step per block until every block is used,
+then neighbouring blocks merge and each block holds twice as many), for the selection stability
+bootstrap (`tag_tf.selection.stability`).
+
 >>> import keras, numpy as np
->>> accumulator = AffinityAccumulator(["a", "b"], max_epochs=10)
+>>> accumulator = AffinityAccumulator(["a", "b"], max_epochs=10, blocks=4)
 >>> accumulator.build(keras.layers.Layer())       # the variables' owner, normally the model
 >>> accumulator.mark_epoch()
->>> z = np.array([[0.0, 0.5], [0.25, 0.0]], "float32")
->>> for _ in range(2):
+>>> for value in (0.5, 1.5):
+...     z = np.array([[0.0, value], [0.25, 0.0]], "float32")
 ...     accumulator.add(z, valid=np.ones((2, 2), bool), skipped=np.zeros((2, 2), bool))
 >>> accumulator.mark_epoch()
 >>> result = accumulator.result()
->>> result.matrix.tolist(), result.steps, len(result.epochs)
-([[0.0, 0.5], [0.25, 0.0]], 2, 1)
+>>> result.matrix.tolist(), result.stderr[0, 1], result.steps, len(result.epochs), len(result.blocks)
+([[0.0, 1.0], [0.25, 0.0]], np.float64(0.5), 2, 1, 2)
 """
 
 from __future__ import annotations
@@ -23,22 +30,25 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from tag_tf.affinity.adaptive import standard_error
 from tag_tf.affinity.estimates import mean_affinity
 from tag_tf.affinity.result import TaskAffinity
 
 
 class AffinityAccumulator:
-    """Sums, counts, skipped samples and affinity steps of a run, and the cumulative sums at
-    every epoch boundary (the first `max_epochs` epochs), for per-epoch means.
+    """Sums, counts, M2, skipped samples and affinity steps of a run, the cumulative sums at every
+    epoch boundary (the first `max_epochs` epochs), and blocks of consecutive steps.
 
     Args:
       tasks: the task names, in the model's order.
       max_epochs: how many epoch boundaries are kept (the variables have a fixed shape).
+      blocks: how many blocks of consecutive affinity steps are kept (even).
     """
 
-    def __init__(self, tasks: Sequence[str], max_epochs: int):
+    def __init__(self, tasks: Sequence[str], max_epochs: int, blocks: int = 128):
         self.tasks = tuple(tasks)
         self.max_epochs = max_epochs
+        self.num_blocks = blocks
 
     def build(self, owner) -> None:
         """Create the variables on `owner` (a Keras layer or model, which checkpoints them)."""
@@ -51,13 +61,39 @@ class AffinityAccumulator:
         # cumulative (total, count) at every epoch boundary
         self.marks = owner.add_weight(shape=(self.max_epochs + 1, 2, k, k), name="affinity_marks", **state)
         self.num_marks = owner.add_weight(shape=(), name="affinity_num_marks", **state)
+        self.m2 = owner.add_weight(shape=(k, k), name="affinity_m2", **state)
+        self.block_total = owner.add_weight(shape=(self.num_blocks, k, k), name="affinity_block_total", **state)
+        self.block_count = owner.add_weight(shape=(self.num_blocks, k, k), name="affinity_block_count", **state)
+        self.block_size = owner.add_weight(shape=(), name="affinity_block_size",
+                                           **{**state, "initializer": "ones"})
 
     def add(self, z, valid, skipped) -> None:
         """Add one affinity step: Z [k, k] where `valid`, and the count of `skipped` samples."""
-        self.total.assign_add(tf.where(valid, tf.cast(z, tf.float32), 0.0))
-        self.count.assign_add(tf.cast(valid, tf.float32))
+        valid = tf.cast(valid, tf.float32)
+        z = tf.where(valid > 0, tf.cast(z, tf.float32), 0.0)
+        total, count = self.total.value + z, self.count.value + valid
+        mean_before = tf.math.divide_no_nan(self.total.value, self.count.value)
+        self.m2.assign_add(valid * (z - mean_before) * (z - tf.math.divide_no_nan(total, count)))
+        self.total.assign(total)
+        self.count.assign(count)
+        self._add_to_block(z, valid)
         self.skipped.assign_add(tf.reduce_sum(tf.cast(skipped, tf.float32)))
         self.steps.assign_add(1.0)
+
+    def _add_to_block(self, z, valid) -> None:
+        """Add the step to its block, first merging neighbouring blocks when every block is full."""
+        size, steps = self.block_size.value, self.steps.value
+        full = steps >= self.num_blocks * size
+
+        def merged(blocks):
+            pairs = tf.reduce_sum(tf.reshape(blocks, (self.num_blocks // 2, 2, *blocks.shape[1:])), axis=1)
+            return tf.where(full, tf.concat([pairs, tf.zeros_like(pairs)], axis=0), blocks)
+
+        size = tf.where(full, 2.0 * size, size)
+        index = tf.cast(tf.math.floor(steps / size), tf.int32)[None, None]
+        self.block_total.assign(tf.tensor_scatter_nd_add(merged(self.block_total.value), index, z[None]))
+        self.block_count.assign(tf.tensor_scatter_nd_add(merged(self.block_count.value), index, valid[None]))
+        self.block_size.assign(size)
 
     def mark_epoch(self) -> None:
         """Record the cumulative sums at an epoch boundary (up to `max_epochs` epochs; eager)."""
@@ -78,14 +114,26 @@ class AffinityAccumulator:
         """Whether the first epoch boundary is recorded."""
         return bool(self.num_marks.numpy())
 
+    def state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(count, mean, M2) per pair, float64 [k, k] (mean NaN where no sample)."""
+        count = self.count.numpy().astype(np.float64)
+        return count, mean_affinity(self.total.numpy(), count), self.m2.numpy().astype(np.float64)
+
     def result(self) -> TaskAffinity:
-        """The affinity so far: `matrix[source, target]`, per-epoch means, steps, skipped samples."""
+        """The affinity so far: `matrix[source, target]`, its standard errors, per-epoch means,
+        blocks, steps, skipped samples."""
         marks = self.marks.numpy()[: int(self.num_marks.numpy())]
         epochs = tuple(mean_affinity(end[0] - start[0], end[1] - start[1]) for start, end in zip(marks[:-1], marks[1:]))
+        count, mean, m2 = self.state()
+        used = self.block_count.numpy().reshape(self.num_blocks, -1).sum(axis=1) > 0
+        block_counts = self.block_count.numpy()[used]
         return TaskAffinity(
             tasks=self.tasks,
-            matrix=mean_affinity(self.total.numpy(), self.count.numpy()),
+            matrix=mean,
             epochs=epochs,
             steps=int(self.steps.numpy()),
             skipped=int(self.skipped.numpy()),
+            stderr=standard_error(count, m2),
+            blocks=tuple(mean_affinity(t, c) for t, c in zip(self.block_total.numpy()[used], block_counts)),
+            block_counts=tuple(c.astype(np.int64) for c in block_counts),
         )

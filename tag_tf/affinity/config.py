@@ -1,7 +1,9 @@
 """`AffinityConfig`: how affinity is collected during `fit()`.
 
->>> AffinityConfig(every_n_steps=10).to_json()
-{'mode': 'exact', 'every_n_steps': 10, 'normalize_by_lr': True, 'max_epochs': 200}
+>>> AffinityConfig().every_n_steps                 # the default: adaptive sampling
+'auto'
+>>> AffinityConfig(every_n_steps=1).paper_schedule  # every step: the official TAG code's setting
+True
 >>> AffinityConfig(mode="second_order")
 Traceback (most recent call last):
 ...
@@ -13,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 
 MODES = ("exact", "first_order")
+AUTO = "auto"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,26 +24,64 @@ class AffinityConfig:
 
     Attributes:
       mode: "exact" (lookahead forward passes, as in the paper) or "first_order" (Taylor estimate).
-      every_n_steps: collect on every n-th optimizer step (1, every step, is the official code's
-        setting; the paper suggests 10 as a speed-up).
+      every_n_steps: "auto" (the default: adaptive sampling, `tag_tf.affinity.adaptive`) or a
+        positive integer n: collect on every n-th optimizer step. `every_n_steps=1`, every step,
+        is the paper's setting (the official TAG code's); the paper suggests 10 as a speed-up.
       normalize_by_lr: divide Z by the learning rate, as the official TAG code does.
       max_epochs: how many epochs' means are kept (in model variables, so they survive a resume).
+      bootstrap_blocks: how many blocks of consecutive affinity steps are kept for the selection
+        stability bootstrap (one step per block until they are full; then neighbours merge).
+      auto_min_samples: "auto" collects at every step until every pair has this many samples.
+      auto_precision: "auto" thins collection while the median standard error of the pairs is at
+        most this fraction of the spread (standard deviation) of the pairs' means.
+      auto_max_interval: "auto" never collects less often than every this many steps (the floor,
+        so that drift over training is still seen).
     """
 
     mode: str = "exact"
-    every_n_steps: int = 1
     normalize_by_lr: bool = True
     max_epochs: int = 200
+    bootstrap_blocks: int = 128
+    every_n_steps: int | str = AUTO
+    auto_min_samples: int = 20
+    auto_precision: float = 0.25
+    auto_max_interval: int = 100
 
     def __post_init__(self):
         if self.mode not in MODES:
             raise ValueError(f"Unknown affinity mode {self.mode!r}; valid modes: {MODES}.")
-        if not isinstance(self.every_n_steps, int) or self.every_n_steps < 1:
-            raise ValueError(f"every_n_steps must be a positive integer, got {self.every_n_steps!r}.")
-        if not isinstance(self.max_epochs, int) or self.max_epochs < 1:
-            raise ValueError(f"max_epochs must be a positive integer, got {self.max_epochs!r}.")
+        if isinstance(self.every_n_steps, str) and self.every_n_steps.isdigit():  # from a command line
+            object.__setattr__(self, "every_n_steps", int(self.every_n_steps))
+        every = self.every_n_steps
+        if every != AUTO and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
+            raise ValueError(f"every_n_steps must be 'auto' or a positive integer (1: every step, the paper's "
+                             f"setting), got {self.every_n_steps!r}.")
+        for name in ("max_epochs", "auto_min_samples", "auto_max_interval"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        if isinstance(self.bootstrap_blocks, bool) or not isinstance(self.bootstrap_blocks, int) \
+                or self.bootstrap_blocks < 2 or self.bootstrap_blocks % 2:
+            raise ValueError(f"bootstrap_blocks must be an even integer >= 2, got {self.bootstrap_blocks!r}.")
+        if not self.auto_precision > 0:
+            raise ValueError(f"auto_precision must be > 0, got {self.auto_precision!r}.")
+
+    @property
+    def adaptive(self) -> bool:
+        """Whether collection follows the adaptive ("auto") schedule."""
+        return self.every_n_steps == AUTO
+
+    @property
+    def paper_schedule(self) -> bool:
+        """Whether affinity is collected at every step, as in the paper."""
+        return self.every_n_steps == 1
 
     def to_json(self) -> dict:
+        """The fields as a dict.
+
+        >>> AffinityConfig(every_n_steps=10).to_json()["every_n_steps"]
+        10
+        """
         return dataclasses.asdict(self)
 
     @classmethod

@@ -1,11 +1,13 @@
-"""`TaskAffinity`: the measured affinities of a run, and their JSON file.
+"""`TaskAffinity`: the measured affinities of a run, their precision, and their JSON file.
 
 >>> import numpy as np
->>> result = TaskAffinity(tasks=("a", "b"), matrix=np.array([[np.nan, 0.5], [0.25, np.nan]]), steps=4)
+>>> result = TaskAffinity(tasks=("a", "b"), matrix=np.array([[np.nan, 0.5], [0.25, np.nan]]), steps=4,
+...                       stderr=np.array([[np.nan, 0.1], [0.05, np.nan]]))
 >>> result.to_json()["matrix"]           # [source][target]; no sample is null
 [[None, 0.5], [0.25, None]]
->>> TaskAffinity.from_json(result.to_json()).matrix[1, 0]
-np.float64(0.25)
+>>> loaded = TaskAffinity.from_json(result.to_json())
+>>> loaded.matrix[1, 0], loaded.stderr[0, 1]
+(np.float64(0.25), np.float64(0.1))
 """
 
 from __future__ import annotations
@@ -30,6 +32,12 @@ class TaskAffinity:
       steps: the number of affinity steps that went into `matrix`.
       skipped: the number of (step, source, target) samples left out because a loss was zero or
         not finite.
+      stderr: float [n, n] (same orientation): the standard error of each entry of `matrix`, from
+        the running variance of its samples (NaN below two samples); None in files written before
+        it was recorded.
+      blocks: means [n, n] of blocks of consecutive affinity steps, in order (the samples the
+        selection stability bootstrap resamples; `tag_tf.selection.stability`); empty in older files.
+      block_counts: the number of samples behind each entry of each block.
     """
 
     tasks: tuple[str, ...]
@@ -37,6 +45,9 @@ class TaskAffinity:
     epochs: tuple[np.ndarray, ...] = ()
     steps: int = 0
     skipped: int = 0
+    stderr: np.ndarray | None = None
+    blocks: tuple[np.ndarray, ...] = ()
+    block_counts: tuple[np.ndarray, ...] = ()
 
     def to_json(self, path: str | None = None) -> dict:
         """The JSON form (task names, matrices as nested lists [source][target], null where no
@@ -49,27 +60,41 @@ class TaskAffinity:
             "steps": int(self.steps),
             "skipped": int(self.skipped),
         }
+        if self.stderr is not None:
+            data["stderr"] = _nested(self.stderr)
+        if self.blocks:
+            data["blocks"] = [{"mean": _nested(m), "count": np.asarray(c, np.int64).tolist()}
+                              for m, c in zip(self.blocks, self.block_counts)]
         if path is not None:
             write_json_atomic(path, data)
         return data
 
     @classmethod
     def from_json(cls, data_or_path) -> "TaskAffinity":
-        """From `to_json`'s dict or a file holding it (null entries become NaN)."""
+        """From `to_json`'s dict or a file holding it (null entries become NaN; files without
+        `stderr` or `blocks` load with None and no blocks)."""
         data = data_or_path
         if isinstance(data_or_path, str):
             with open(data_or_path) as f:
                 data = json.load(f)
+        blocks = data.get("blocks", [])
         return cls(
             tasks=tuple(data["tasks"]),
-            matrix=np.array(data["matrix"], np.float64),
-            epochs=tuple(np.array(m, np.float64) for m in data.get("epochs", [])),
+            matrix=_array(data["matrix"]),
+            epochs=tuple(_array(m) for m in data.get("epochs", [])),
             steps=int(data.get("steps", 0)),
             skipped=int(data.get("skipped", 0)),
+            stderr=_array(data["stderr"]) if "stderr" in data else None,
+            blocks=tuple(_array(b["mean"]) for b in blocks),
+            block_counts=tuple(np.array(b["count"], np.int64) for b in blocks),
         )
+
+
+def _array(nested: list) -> np.ndarray:
+    """Nested lists (None: NaN) as a float64 array."""
+    return np.array(nested, np.float64)
 
 
 def _nested(matrix: np.ndarray) -> list:
     """A matrix as nested lists, with NaN (no sample) as None."""
     return [[None if not np.isfinite(v) else float(v) for v in row] for row in np.asarray(matrix)]
-

@@ -49,20 +49,28 @@ and ``optimal`` is True only when score and bound meet. ``brute_force``: every s
 groups, as the TAG notebook (small n). ``method="auto"``: dp up to 15 tasks, milp up to 22, the
 heuristic beyond (`tag_tf.selection.api`).
 
-Modules: `result` (`Grouping`, `selection.json`), `scores` (the math over bitmasks), `instance`
-(the problem as the solvers see it), `dp`, `milp`, `heuristic`, `bounds`, `brute_force`, `checks`
-(input errors), `api` (the entry points).
+Stability
+---------
+``select_from_affinity`` also reports, per budget, how often a bootstrap of the affinity run's
+samples selects the same grouping (`tag_tf.selection.stability`); below ``STABLE`` (0.9) the
+measurement does not settle the grouping.
+
+Modules: `result` (`Grouping`, `selection.json`), `stability` (the bootstrap), `scores` (the math
+over bitmasks), `instance` (the problem as the solvers see it), `dp`, `milp`, `heuristic`, `bounds`,
+`brute_force`, `checks` (input errors), `api` (the entry points).
 """
 
 from tag_tf.selection.api import METHODS, select_from_affinity, select_from_costs, select_groups
 from tag_tf.selection.bounds import relaxed_upper_bound
 from tag_tf.selection.dp import partition_dp
 from tag_tf.selection.result import SENSES, Grouping, load_selection, save_selection
+from tag_tf.selection.stability import STABLE, bootstrap_matrices, served, stability, stability_text
 from tag_tf.selection.scores import (SINGLETON_POLICIES, group_scores, masks_of, members_of,
                                      served_set_values, singleton_scores, subset_sums)
 
 __all__ = [
-    "METHODS", "SENSES", "SINGLETON_POLICIES", "Grouping", "group_scores", "load_selection", "masks_of",
-    "members_of", "partition_dp", "relaxed_upper_bound", "save_selection", "select_from_affinity",
-    "select_from_costs", "select_groups", "served_set_values", "singleton_scores", "subset_sums",
+    "METHODS", "SENSES", "SINGLETON_POLICIES", "STABLE", "Grouping", "bootstrap_matrices", "group_scores",
+    "load_selection", "masks_of", "members_of", "partition_dp", "relaxed_upper_bound", "save_selection",
+    "select_from_affinity", "select_from_costs", "select_groups", "served", "served_set_values",
+    "singleton_scores", "stability", "stability_text", "subset_sums",
 ]

@@ -1,5 +1,6 @@
 """The entry points: `select_groups` (affinity), `select_from_costs` (measured networks, HOA) and
-`select_from_affinity` (a run's `TaskAffinity`, pairs without samples taken as 0).
+`select_from_affinity` (a run's `TaskAffinity`, pairs without samples taken as 0, each grouping
+with its bootstrap stability).
 
 Which solver runs: ``method="auto"`` uses the subset DP up to 15 tasks, the MILP up to 22 (falling
 back to the heuristic and its LP bound when the MILP would be too large), the heuristic beyond
@@ -8,6 +9,7 @@ back to the heuristic and its LP bound when the MILP would be too large), the he
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 
@@ -24,6 +26,7 @@ from tag_tf.selection.instance import _affinity_instance, _candidate_instance, _
 from tag_tf.selection.milp import _column_generation, _columns, _meets, _solve_milp
 from tag_tf.selection.result import Grouping
 from tag_tf.selection.scores import members_of, singleton_scores
+from tag_tf.selection.stability import stability
 
 METHODS = ("auto", "exact", "heuristic", "brute_force")
 DP_MAX_TASKS = 15  # (mask, submask) pairs: 3^15 / 2 = 7M
@@ -152,13 +155,18 @@ def select_from_costs(results: Mapping[Sequence[str], Mapping[str, float]], budg
                    optimal=optimal, start=start, sense="minimize", budget=budget)
 
 
-def select_from_affinity(affinity, num_groups: Sequence[int], **options) -> list[Grouping]:
-    """`select_groups` for every budget in `num_groups`, on a measured affinity with gaps.
+def select_from_affinity(affinity, num_groups: Sequence[int], *, resamples: int = 100, seed: int = 0,
+                         **options) -> list[Grouping]:
+    """`select_groups` for every budget in `num_groups`, on a measured affinity with gaps, each
+    grouping with its stability.
 
     `affinity` is a `tag_tf.affinity.TaskAffinity` or anything with ``tasks`` (names) and ``matrix``
     (float ``A[source, target]``; a task reads its column). NaN marks a pair without a sample (JSON
     ``null`` in `affinity.json`): those pairs are named in a warning and taken as 0. `options` go to
-    `select_groups`: overlap, singleton, max_group_size, method.
+    `select_groups`: overlap, singleton, max_group_size, method. When the affinity keeps blocks of
+    its samples (``blocks``, ``block_counts``), every grouping's ``stability`` is the share of
+    `resamples` bootstrap resamples (seeded by `seed`) that select it again
+    (`tag_tf.selection.stability`; each resample costs one more selection per budget).
 
     >>> from types import SimpleNamespace
     >>> nan = float("nan")
@@ -182,7 +190,14 @@ def select_from_affinity(affinity, num_groups: Sequence[int], **options) -> list
         logging.warning("affinity pairs (source, target) without samples (NaN) are taken as 0: %s",
                         [(str(tasks[s]), str(tasks[t])) for s, t in zip(*np.nonzero(missing))])
         matrix = np.where(missing, 0.0, matrix)
-    return [select_groups(matrix, k, tasks=tasks, **options) for k in num_groups]
+    groupings = []
+    for k in num_groups:
+        def select(m, k=k):
+            return select_groups(m, k, tasks=tasks, **options)
+
+        chosen = select(matrix)
+        groupings.append(dataclasses.replace(chosen, stability=stability(affinity, chosen, select, resamples, seed)))
+    return groupings
 
 
 def _finish(instance: _Instance, groups: np.ndarray, names: Sequence[str], *, method: str,

@@ -32,6 +32,8 @@ class Grouping:
       seconds: wall-clock time of the selection.
       budget: the number of networks (or the cost budget for `select_from_costs`).
       sense: "maximize" (affinity scores) or "minimize" (losses).
+      stability: the share of bootstrap resamples of the affinity samples that select this same
+        grouping (`tag_tf.selection.stability`); None when not measured.
 
     >>> g = Grouping(groups=(("a", "b"), ("c",)), assignment={"a": 0, "b": 0, "c": 1},
     ...              score=1.5, optimal=True, upper_bound=1.5, method="dp", seconds=0.0, budget=2)
@@ -50,6 +52,7 @@ class Grouping:
     seconds: float
     budget: float
     sense: str = "maximize"
+    stability: float | None = None
 
     @property
     def gap(self) -> float:
@@ -71,6 +74,7 @@ class Grouping:
             "seconds": self.seconds,
             "budget": self.budget,
             "sense": self.sense,
+            "stability": self.stability,
         }
 
     @classmethod
@@ -84,7 +88,8 @@ class Grouping:
         return cls(groups=groups, assignment=assignment, score=float(data["score"]),
                    optimal=bool(data["optimal"]), upper_bound=float(data["upper_bound"]),
                    method=str(data["method"]), seconds=float(data["seconds"]),
-                   budget=data["budget"], sense=sense)
+                   budget=data["budget"], sense=sense,
+                   stability=None if data.get("stability") is None else float(data["stability"]))
 
 
 def save_selection(path: str, tasks: Sequence[str], groupings: Sequence[Grouping]) -> None:

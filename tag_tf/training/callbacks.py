@@ -1,5 +1,5 @@
-"""Callbacks of multi-task training: per-epoch affinity marks, affinity files and TensorBoard
-scalars, and a one-line-per-epoch summary.
+"""Callbacks of multi-task training: per-epoch affinity marks, the steps that collected affinity,
+affinity files and TensorBoard scalars, and a one-line-per-epoch summary.
 
 >>> EpochSummary(every_seconds=30).every_seconds
 30
@@ -27,6 +27,35 @@ class AffinityEpochs(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.model.affinity_accumulator.mark_epoch()
+
+
+class AffinitySteps(keras.callbacks.Callback):
+    """Records the optimizer iterations whose step collected affinity (`steps`), e.g. to see where
+    the adaptive schedule (`AffinityConfig(every_n_steps="auto")`) sampled.
+
+    >>> import numpy as np
+    >>> from tag_tf.affinity import AffinityConfig
+    >>> from tag_tf.models import build_multitask_model, mlp_trunk
+    >>> model = build_multitask_model(mlp_trunk(2, hidden=(4,)), ["a", "b"], affinity=AffinityConfig(every_n_steps=2))
+    >>> model.compile(optimizer="sgd")
+    >>> recorder = AffinitySteps()
+    >>> x, y = np.ones((8, 2), "float32"), {"a": np.array([0, 1] * 4), "b": np.array([1, 1, 0, 0] * 2)}
+    >>> _ = model.fit(x, y, batch_size=2, epochs=1, verbose=0, callbacks=[recorder])
+    >>> recorder.steps
+    [0, 2]
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.steps = []
+        self._before = 0.0
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._before = float(self.model.affinity_accumulator.steps.numpy())
+
+    def on_train_batch_end(self, batch, logs=None):
+        if float(self.model.affinity_accumulator.steps.numpy()) > self._before:
+            self.steps.append(int(self.model.optimizer.iterations.numpy()) - 1)
 
 
 class AffinityLogger(keras.callbacks.Callback):

@@ -28,7 +28,6 @@ import tensorflow as tf
 from absl import logging
 
 from tag_tf.training.callbacks import AffinityEpochs
-from tag_tf.training.schedule import AffinitySchedule
 
 
 def fit_distributed(model, dataset: tf.data.Dataset, epochs: int = 1, callbacks=None, validation_data=None,
@@ -41,7 +40,6 @@ def fit_distributed(model, dataset: tf.data.Dataset, epochs: int = 1, callbacks=
     iterator runs across epochs (give a repeated dataset), as in Keras.
     """
     strategy = model.distribute_strategy
-    schedule = AffinitySchedule(model.affinity_config)
     callbacks = list(callbacks or [])
     if model.affinity_config is not None:
         model.prepare_affinity()
@@ -66,8 +64,8 @@ def fit_distributed(model, dataset: tf.data.Dataset, epochs: int = 1, callbacks=
         batches = (next(iterator) for _ in range(steps_per_epoch)) if iterator else distributed
         for batch, data in enumerate(batches):
             callbacks.on_train_batch_begin(batch)
-            step = schedule.choose(int(model.optimizer.iterations.numpy()), plain, lookahead)
-            step(data)
+            model.affinity_schedule.run(int(model.optimizer.iterations.numpy()), plain, lookahead,
+                                        model.affinity_accumulator, data)
             callbacks.on_train_batch_end(batch)
         logs = {**_global_logs(model), **{name: float(value) for name, value in model.balancer.logs().items()}}
         if validation_data is not None:

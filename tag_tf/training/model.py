@@ -8,15 +8,16 @@ task's labelled examples of the global batch, or over its valid pixels for a den
 logged by name: `<task>_loss`, `<task>_<metric>` for each of `Task.metric_names` (accuracy, mae,
 miou, rmse and abs_rel, angle_error, odsf), and `val_...`.
 
-There is one training step, `train_step(data, collect_affinity)`. On an affinity step (every
-`every_n_steps` optimizer steps, `tag_tf.training.schedule`) it takes, on the same batch and
-before the update: every task's gradient with respect to the shared trunk (all-reduced across
-replicas), the lookahead step Δi of the optimizer's own rule (`tag_tf.affinity.lookahead`),
-every task's loss at θs − Δi through `stateless_call` (training=True; moving statistics from the
-lookahead are discarded), and Z[source, target]. Affinity is always computed from the per-task
+There is one training step, `train_step(data, collect_affinity)`. On an affinity step (as
+`AffinityConfig.every_n_steps` says, adaptively by default: `tag_tf.training.schedule`) it takes,
+on the same batch and before the update: every task's gradient with respect to the shared trunk
+(all-reduced across replicas), the lookahead step Δi of the optimizer's own rule
+(`tag_tf.affinity.lookahead`), every task's loss at θs − Δi through `stateless_call`
+(training=True; moving statistics from the lookahead are discarded), and Z[source, target]. Affinity is always computed from the per-task
 losses without `Task.weight`, so it means the same whatever the weighting; the per-task
-gradients it needs are reused for the update. The running sums live in model variables
-(`AffinityAccumulator`): they are checkpointed with the weights.
+gradients it needs are reused for the update. The running sums and variances and the schedule's
+state live in model variables (`AffinityAccumulator`, `AffinitySchedule`): they are checkpointed
+with the weights.
 
 Under a `tf.distribute` strategy every task loss is the global masked mean: each replica sums its
 labelled examples' losses and divides by the all-reduced count. Batch normalisation still uses
@@ -28,7 +29,7 @@ Build one with `tag_tf.models.build_multitask_model`:
 >>> import numpy as np
 >>> from tag_tf.models import build_multitask_model, mlp_trunk
 >>> model = build_multitask_model(mlp_trunk(4, hidden=(8,)), [Task("a"), Task("b")],
-...                               affinity=AffinityConfig())
+...                               affinity=AffinityConfig(every_n_steps=1))
 >>> model.compile(optimizer=keras.optimizers.SGD(5e-4, momentum=0.9))
 >>> x = np.ones((6, 4), "float32")
 >>> y = {"a": np.array([1, 0, 1, 0, 1, -1]), "b": np.array([0, 0, 1, 1, -1, -1])}
@@ -84,6 +85,7 @@ class MultiTaskModel(keras.Model):
       tasks: the tasks.
       affinity_config: the `AffinityConfig`, or None.
       affinity_accumulator: the `AffinityAccumulator` holding the sums, or None.
+      affinity_schedule: the `AffinitySchedule` deciding which steps collect affinity.
       balancer: the model's `Balancer` (with its state).
       roles: the `VariableRoles`: shared, per task, unused.
     """
@@ -123,8 +125,10 @@ class MultiTaskModel(keras.Model):
         self.balancer_metrics = self.balancer.metrics  # tracked, so that Keras resets them every epoch
         self.affinity_accumulator = None
         if affinity is not None:
-            self.affinity_accumulator = AffinityAccumulator(names, affinity.max_epochs)
+            self.affinity_accumulator = AffinityAccumulator(names, affinity.max_epochs, affinity.bootstrap_blocks)
             self.affinity_accumulator.build(self)
+        self.affinity_schedule = AffinitySchedule(affinity)
+        self.affinity_schedule.build(self)
 
     # -- structure --------------------------------------------------------------------------------
 
@@ -378,10 +382,10 @@ class MultiTaskModel(keras.Model):
             )
         plain = self.train_function
         lookahead = self._make_function(self.affinity_train_step)  # Keras' own wrapper (strategy.run)
-        schedule = AffinitySchedule(self.affinity_config)
 
         def train_function(iterator):
-            return schedule.choose(int(self.optimizer.iterations.numpy()), plain, lookahead)(iterator)
+            return self.affinity_schedule.run(int(self.optimizer.iterations.numpy()), plain, lookahead,
+                                              self.affinity_accumulator, iterator)
 
         self.train_function = train_function
         return train_function

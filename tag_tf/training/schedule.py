@@ -1,6 +1,11 @@
 """Which optimizer steps collect affinity: the one schedule that `MultiTaskModel.fit` and
 `fit_distributed` share.
 
+`every_n_steps=n` collects at optimizer iterations 0, n, 2n, ...; `every_n_steps="auto"` asks
+`tag_tf.affinity.adaptive.next_interval` after every affinity step how many steps to wait, and keeps
+the answer (the next iteration to collect at, and the interval) in model variables, so that a
+resumed run (`BackupAndRestore`) collects at exactly the steps an uninterrupted one does.
+
 >>> schedule = AffinitySchedule(AffinityConfig(every_n_steps=3))
 >>> [step for step in range(8) if schedule.collects(step)]
 [0, 3, 6]
@@ -10,19 +15,47 @@ False
 
 from __future__ import annotations
 
-from tag_tf.affinity import AffinityConfig
+from tag_tf.affinity import AffinityConfig, next_interval
 
 
 class AffinitySchedule:
-    """Affinity on every `every_n_steps`-th optimizer iteration (0, n, 2n, ...); none without a config."""
+    """When affinity is collected (see the module docstring); none without a config.
+
+    Args:
+      config: the model's `AffinityConfig`, or None.
+    """
 
     def __init__(self, config: AffinityConfig | None):
         self.config = config
 
+    def build(self, owner) -> None:
+        """For "auto": create the next iteration to collect at and the interval that led to it, as
+        variables of `owner` (the model, which checkpoints them)."""
+        if self.config is not None and self.config.adaptive:
+            state = dict(trainable=False, aggregation="only_first_replica")
+            self.next = owner.add_weight(shape=(), name="affinity_next_step", initializer="zeros", **state)
+            self.interval = owner.add_weight(shape=(), name="affinity_interval", initializer="ones", **state)
+
     def collects(self, iteration: int) -> bool:
         """Whether the step at optimizer iteration `iteration` collects affinity."""
-        return self.config is not None and iteration % self.config.every_n_steps == 0
+        if self.config is None:
+            return False
+        if self.config.adaptive:
+            return iteration >= int(self.next.numpy())
+        return iteration % self.config.every_n_steps == 0
 
-    def choose(self, iteration: int, plain, affinity):
-        """`affinity` at the iterations that collect, else `plain`."""
-        return affinity if self.collects(iteration) else plain
+    def run(self, iteration: int, plain, affinity, accumulator, *args):
+        """Run the step at optimizer iteration `iteration`: `affinity(*args)` if it collects (then,
+        for "auto", decide the next affinity step from `accumulator`'s state), else `plain(*args)`."""
+        if not self.collects(iteration):
+            return plain(*args)
+        logs = affinity(*args)
+        if self.config.adaptive:
+            count, mean, m2 = accumulator.state()
+            interval = next_interval(count, mean, m2, int(self.interval.numpy()),
+                                     min_samples=self.config.auto_min_samples,
+                                     precision=self.config.auto_precision,
+                                     max_interval=self.config.auto_max_interval)
+            self.interval.assign(float(interval))
+            self.next.assign(float(iteration + interval))
+        return logs
