@@ -43,7 +43,6 @@ PRESETS = {
         data=DataConfig(dataset="scenes", image_size=16, num_examples=600),
         model=ModelConfig(architecture="hard_sharing", head_units=16, trunk_filters=8, bn_momentum=0.9),
         train=TrainConfig(epochs=6, batch_size=32, learning_rate=0.02, momentum=0.9, patience=2),
-        affinity=AffinityConfig(every_n_steps=2),
         selection=SelectionConfig(num_groups=(2, 3)),
         evaluation=EvaluationConfig(baselines=("all_in_one", "single_task"), eval_seeds=1),
     ),
