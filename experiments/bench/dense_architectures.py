@@ -102,8 +102,10 @@ def run_child(architecture: str, mode: str) -> dict:
                                                                  "warmup_steps", "timed_steps")]
     command = [sys.executable, "-m", "experiments.bench.dense_architectures", f"--child={architecture}:{mode}",
                *flags_given]
-    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-    return json.loads(output.strip().splitlines()[-1])
+    child = subprocess.run(command, capture_output=True, text=True)
+    if child.returncode:
+        raise RuntimeError(f"{' '.join(command)} failed ({child.returncode}):\n{child.stderr[-3000:]}")
+    return json.loads(child.stdout.strip().splitlines()[-1])
 
 
 def main(argv):
