@@ -119,7 +119,8 @@ def run_architectures(seed: int, data: scenes.SceneData, tasks: list, flops: dic
         result = train_and_measure(name, tasks, data, seed)
         flops.setdefault(name, inference_flops(result["network"]))
         rows[name] = {"test": result["test"], "params": result["params"], "flops": flops[name],
-                      "seconds": result["seconds"], "delta_mtl": metric_delta_mtl(result["test"], single["test"], tasks)}
+                      "seconds": result["seconds"],
+                      "delta_mtl": metric_delta_mtl(result["test"], single["test"], tasks)}
         logging.info("seed %d: %s done (%.0f s): ΔMTL %+.2f%%", seed, name, result["seconds"],
                      100 * rows[name]["delta_mtl"])
     return rows
@@ -183,7 +184,8 @@ def aggregate(per_seed: list[dict], tasks: list) -> dict:
     for name in per_seed[0]:
         rows = [seed_rows[name] for seed_rows in per_seed]
         summary[name] = {
-            "test": {t.name: {m: summarize([r["test"][t.name][m] for r in rows]) for m in t.metric_names} for t in tasks},
+            "test": {t.name: {m: summarize([r["test"][t.name][m] for r in rows]) for m in t.metric_names}
+                     for t in tasks},
             "delta_mtl_percent": summarize([r["delta_mtl"] for r in rows], 100.0),
             "seconds": summarize([r["seconds"] for r in rows]),
             "params": rows[0].get("params"), "flops": rows[0].get("flops")}

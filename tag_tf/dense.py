@@ -8,7 +8,7 @@ average it over the valid pixels (weighted by their sample weight) of the (globa
 |----------------|----------------------|------------------------------------|---------------------------|-----------------------------|
 | `segmentation` | K logits `[B,H,W,K]` | int class `[B,H,W]`                | ignore_label or negative  | softmax cross-entropy       |
 | `depth`        | `[B,H,W,1]`          | float depth `[B,H,W]`              | depth <= 0, NaN or inf    | L1 (absolute error)         |
-| `normals`      | `[B,H,W,3]`          | float unit vector `[B,H,W,3]`      | zero vector or non-finite | 1 − n·p / max(‖p‖, 1): 1 − cos(angle) |
+| `normals`      | `[B,H,W,3]`          | float unit vector `[B,H,W,3]`      | zero vector or non-finite | 1 − n·p / max(‖p‖, 1) (see below) |
 | `edges`        | one logit `[B,H,W,1]`| int 0/1 `[B,H,W]`                  | negative                  | class-balanced sigmoid cross-entropy |
 
 The normals loss is the cosine loss 1 − cos(angle) (Eigen & Fergus 2015; Liu et al. 2019) wherever
