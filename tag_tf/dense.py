@@ -8,8 +8,16 @@ average it over the valid pixels (weighted by their sample weight) of the (globa
 |----------------|----------------------|------------------------------------|---------------------------|-----------------------------|
 | `segmentation` | K logits `[B,H,W,K]` | int class `[B,H,W]`                | ignore_label or negative  | softmax cross-entropy       |
 | `depth`        | `[B,H,W,1]`          | float depth `[B,H,W]`              | depth <= 0, NaN or inf    | L1 (absolute error)         |
-| `normals`      | `[B,H,W,3]`          | float unit vector `[B,H,W,3]`      | zero vector or non-finite | 1 − cos(angle), prediction normalised |
+| `normals`      | `[B,H,W,3]`          | float unit vector `[B,H,W,3]`      | zero vector or non-finite | 1 − n·p / max(‖p‖, 1) (see below) |
 | `edges`        | one logit `[B,H,W,1]`| int 0/1 `[B,H,W]`                  | negative                  | class-balanced sigmoid cross-entropy |
+
+The normals loss is the cosine loss 1 − cos(angle) (Eigen & Fergus 2015; Liu et al. 2019) wherever
+the prediction p is at least unit length (the labels' length); inside the unit ball the prediction
+is not normalised: 1 − n·p. The cosine of a normalised prediction has a gradient of size
+sin(angle) / ‖p‖, unbounded where p vanishes: a narrow ReLU head starts with exactly-zero outputs
+at most pixels, where normalising by max(‖p‖, 1e-6) gave gradients of 10⁶; one SGD step threw the
+prediction to ‖p‖ ≈ 10⁴, where the gradient vanishes and training stalled. With max(‖p‖, 1) the
+gradient's size is at most 1 per pixel, the loss is continuous, and it is 0 only for p = c·n, c ≥ 1.
 
 The edge loss is HED's (Xie & Tu 2015): in each image, with β = |valid non-edge pixels| /
 |valid pixels|, an edge pixel's cross-entropy is weighted β and a non-edge pixel's 1 − β, so the
@@ -65,7 +73,7 @@ def pixel_losses(kind: str, labels, outputs, ignore_label: int | None = None):
     if kind == "depth":
         return ops.abs(outputs[..., 0] - labels)
     if kind == "normals":
-        return 1.0 - cosine(labels, outputs)
+        return 1.0 - cosine(labels, outputs, epsilon=1.0)
     edges = ops.cast(labels, "float32")
     cross_entropy = ops.binary_crossentropy(edges[..., None], outputs, from_logits=True)[..., 0]
     beta = ops.divide_no_nan(ops.sum(mask * (1.0 - edges), axis=(1, 2), keepdims=True),
@@ -75,10 +83,13 @@ def pixel_losses(kind: str, labels, outputs, ignore_label: int | None = None):
 
 def cosine(normals, predicted, epsilon: float = 1e-12):
     """cos of the angle between the unit `normals` and the `predicted` vectors (normalised here),
-    per pixel `[B, H, W]`.
+    per pixel `[B, H, W]`: n·p / max(‖p‖, √epsilon). The normals loss takes epsilon = 1 (see the
+    module docstring): a shorter prediction is not normalised.
 
     >>> float(np.asarray(cosine(np.array([[0.0, 0.0, 1.0]]), np.array([[0.0, 2.0, 2.0]])))[0])
     0.7071067...
+    >>> float(np.asarray(cosine(np.array([[0.0, 0.0, 1.0]]), np.array([[0.0, 0.0, 0.5]]), epsilon=1.0))[0])
+    0.5
     """
     predicted = ops.cast(predicted, "float32")
     norm = ops.sqrt(ops.maximum(ops.sum(ops.square(predicted), axis=-1), epsilon))

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tag_tf.dense import check_labels
 from tag_tf.tasks import Task
@@ -39,6 +40,37 @@ def test_normals_loss_is_one_minus_cosine_with_the_prediction_normalised():
     predicted = np.array([[[[0, 0, -5.0], [0.8, 0.6, 0], [1, 1, 1]]]], np.float32)
     cos1 = (0.6 * 0.8 + 0.8 * 0.6) / 1.0
     assert float(Task("n", kind="normals").loss(normals, predicted)) == pytest.approx((0.0 + 1 - cos1) / 2, abs=1e-6)
+
+
+def test_normals_loss_inside_the_unit_ball_is_one_minus_the_dot_product_and_its_gradient_is_bounded():
+    """A normalised prediction's gradient grows as 1/|p|: a ReLU head's exactly-zero outputs got
+    10⁶ and one SGD step threw the head to |p| ≈ 10⁴, where training stalled. Now the gradient is
+    the finite-difference one, at most 1 per pixel, and -n at p = 0."""
+    normals = RNG.normal(size=(1, 2, 3, 3))
+    normals /= np.linalg.norm(normals, axis=-1, keepdims=True)
+    directions = RNG.normal(size=(1, 2, 3, 3))
+    length = np.array([[[0.0, 0.05, 0.5], [0.99, 1.5, 30.0]]])
+    predicted = directions / np.linalg.norm(directions, axis=-1, keepdims=True) * length[..., None]
+    dot = (normals * predicted).sum(-1)
+    task = Task("n", kind="normals")
+
+    def loss(p):
+        return float(task.loss(normals.astype(np.float32), p.astype(np.float32)))
+
+    assert loss(predicted) == pytest.approx(np.mean(1.0 - dot / np.maximum(length, 1.0)), abs=1e-6)
+    variable = tf.Variable(predicted, dtype=tf.float32)
+    with tf.GradientTape() as tape:
+        value = task.loss(normals.astype(np.float32), variable)
+    gradient = tape.gradient(value, variable).numpy() * 6  # per pixel: the loss is a mean over 6 pixels
+    np.testing.assert_allclose(gradient[0, 0, 0], -normals[0, 0, 0], atol=1e-6)
+    assert np.linalg.norm(gradient, axis=-1).max() <= 1.0 + 1e-6
+    step = 1e-3
+    numeric = np.zeros_like(predicted)
+    for index in np.ndindex(predicted.shape):
+        offset = np.zeros_like(predicted)
+        offset[index] = step
+        numeric[index] = (loss(predicted + offset) - loss(predicted - offset)) / (2 * step) * 6
+    np.testing.assert_allclose(gradient, numeric, atol=2e-3)
 
 
 def test_edge_loss_is_class_balanced_cross_entropy_per_image():
