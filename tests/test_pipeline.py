@@ -225,7 +225,7 @@ def test_dense_scenes_preset_runs_every_stage_with_real_dense_metrics(tmp_path):
     """The dense_scenes preset at tiny size: every stage runs; metrics.json's dense metrics equal a
     recomputation from the saved networks on the test split, ΔMTL a hand computation from them; the
     export describes the dense answers; the report shows dense predictions and the summary the metrics."""
-    from experiments.tag_pipeline import format_summary
+    from tag_tf.run.summary import format_summary
 
     config = PRESETS["dense_scenes"].replace(num_examples=60, tasks=("segmentation", "depth", "colour"),
                                              epochs=1, steps_per_epoch=2, batch_size=8, trunk_filters=4, head_units=4,
