@@ -32,6 +32,15 @@ def define_trunk_flags() -> None:
     flags.DEFINE_integer("filters", 64, "Filters of the CelebA trunk (the paper's: 64).")
 
 
+def define_step_timing_flags(batch_size: int, timed_steps: int, rounds: int, rounds_help: str) -> None:
+    """--batch_size, --warmup_steps (2 untimed first steps: tracing), --timed_steps and --rounds of a
+    benchmark that times training steps."""
+    flags.DEFINE_integer("batch_size", batch_size, "Batch size.")
+    flags.DEFINE_integer("warmup_steps", 2, "Untimed first steps (tracing).")
+    flags.DEFINE_integer("timed_steps", timed_steps, "Timed steps per configuration and round.")
+    flags.DEFINE_integer("rounds", rounds, rounds_help)
+
+
 def define_multihead_flags() -> None:
     """The trunk's flags, and --tasks (n) and --networks (k) of the multi-head model."""
     define_trunk_flags()

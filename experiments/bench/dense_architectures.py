@@ -35,11 +35,9 @@ from experiments.bench import common  # noqa: E402
 
 FLAGS = flags.FLAGS
 common.define_trunk_flags()
-flags.DEFINE_integer("batch_size", 16, "Batch size.")
+common.define_step_timing_flags(batch_size=16, timed_steps=8, rounds=2,
+                                rounds_help="Rounds; every configuration runs once per round, in a fresh process.")
 flags.DEFINE_integer("head_units", 32, "Width of every decoder (and of PAD-Net's task features).")
-flags.DEFINE_integer("warmup_steps", 2, "Untimed first steps (tracing).")
-flags.DEFINE_integer("timed_steps", 8, "Timed steps per configuration and round.")
-flags.DEFINE_integer("rounds", 2, "Rounds; every configuration runs once per round, in a fresh process.")
 flags.DEFINE_string("child", None, "Internal: measure one configuration 'architecture:mode' and print JSON.")
 
 ARCHITECTURES = ("single_task", "hard_sharing", "cross_stitch", "padnet")

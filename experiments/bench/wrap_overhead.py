@@ -31,10 +31,8 @@ from tag_tf.run import PAPER_CELEBA_TASKS  # noqa: E402
 
 FLAGS = flags.FLAGS
 common.define_trunk_flags()
-flags.DEFINE_integer("batch_size", 64, "Batch size.")
-flags.DEFINE_integer("warmup_steps", 2, "Untimed first steps (tracing).")
-flags.DEFINE_integer("timed_steps", 20, "Timed steps per variant and mode.")
-flags.DEFINE_integer("rounds", 4, "Interleaved rounds the timed steps are split into.")
+common.define_step_timing_flags(batch_size=64, timed_steps=20, rounds=4,
+                                rounds_help="Interleaved rounds the timed steps are split into.")
 
 
 class SubclassedNet(keras.Model):
