@@ -151,8 +151,9 @@ def random_partition(tasks: Sequence[str], num_groups: int, seed: int) -> list[t
 
 def combine_seeds(rows: Sequence[Mapping]) -> dict:
     """One grouping's rows (`grouping_row`), one per evaluation seed, as one row: the measures'
-    means, with `eval_seeds`, every seed's total error (`total_errors`), the standard deviation of
-    the total error and of each task's error over seeds (None when trained once).
+    means, with `eval_seeds`, every seed's total error (`total_errors`) and ΔMTL (`delta_mtls`, when
+    measured), the standard deviation of the total error and of each task's error over seeds (None
+    when trained once).
 
     >>> seeds = [{"name": "tag_k2", "per_task": {"a": {"accuracy": 0.9}}, "total_error": 10.0, "delta_mtl": 0.1},
     ...          {"name": "tag_k2", "per_task": {"a": {"accuracy": 0.7}}, "total_error": 30.0, "delta_mtl": 0.3}]
@@ -161,6 +162,8 @@ def combine_seeds(rows: Sequence[Mapping]) -> dict:
     (20.0, 14.1421, [10.0, 30.0], 2)
     >>> round(row["per_task"]["a"]["accuracy"], 6), round(row["per_task_error_std"]["a"], 4), round(row["delta_mtl"], 6)
     (0.8, 14.1421, 0.2)
+    >>> row["delta_mtls"]
+    [0.1, 0.3]
     """
     row = dict(rows[0])
     totals = [r["total_error"] for r in rows]
@@ -171,7 +174,8 @@ def combine_seeds(rows: Sequence[Mapping]) -> dict:
                        for t in tasks}
     row["per_task_error_std"] = {t: mean_std([task_error(r["per_task"][t]) for r in rows])[1] for t in tasks}
     if all("delta_mtl" in r for r in rows):
-        row["delta_mtl"] = float(np.mean([r["delta_mtl"] for r in rows]))
+        row["delta_mtls"] = [r["delta_mtl"] for r in rows]
+        row["delta_mtl"] = float(np.mean(row["delta_mtls"]))
     return row
 
 
@@ -204,11 +208,16 @@ def summarize(rows: Sequence[Mapping]) -> list[dict]:
     return result
 
 
-def compare_with_baselines(rows: Sequence[Mapping]) -> list[dict]:
+# Per-seed values of each headline measure in a `combine_seeds` row, and whether lower is better.
+SEED_VALUES = {"total_error": ("total_errors", True), "delta_mtl": ("delta_mtls", False)}
+
+
+def compare_with_baselines(rows: Sequence[Mapping], measure: str = "total_error") -> list[dict]:
     """TAG's grouping at every budget k against each baseline, seed by seed (`combine_seeds` rows):
-    the paired difference of total error, TAG − baseline (negative: TAG is better), with its 95%
-    t interval (`tag_tf.stats.paired_difference`). Baselines: all_in_one, single_task, random_k<k>
-    (each seed's mean over the partitions) and hoa_k<k>, those present.
+    the paired difference TAG − baseline of `measure` (`headline`: "total_error", negative when TAG
+    is better, or "delta_mtl", a fraction, positive when TAG is better), with its 95% t interval
+    (`tag_tf.stats.paired_difference`). Baselines: all_in_one, single_task, random_k<k> (each
+    seed's mean over the partitions) and hoa_k<k>, those present.
 
     >>> rows = [{"name": "tag_k2", "total_errors": [10.0, 11.0, 12.0]},
     ...         {"name": "single_task", "total_errors": [12.0, 12.0, 15.0]},
@@ -216,11 +225,17 @@ def compare_with_baselines(rows: Sequence[Mapping]) -> list[dict]:
     ...         {"name": "random_k2_seed1", "total_errors": [16.0, 12.0, 14.0]}]
     >>> [(c["tag"], c["baseline"], c["mean"], [round(x, 3) for x in c["interval"]]) for c in compare_with_baselines(rows)]
     [('tag_k2', 'single_task', -2.0, [-4.484, 0.484]), ('tag_k2', 'random_k2', -3.0, [-7.303, 1.303])]
+    >>> dense = [{"name": "tag_k2", "delta_mtls": [0.02, 0.03]}, {"name": "single_task", "delta_mtls": [0.0, 0.0]}]
+    >>> [(c["measure"], round(c["mean"], 6)) for c in compare_with_baselines(dense, "delta_mtl")]
+    [('delta_mtl', 0.025)]
     """
-    per_seed = {r["name"]: r["total_errors"] for r in rows if "_seed" not in r["name"]}
+    if measure not in SEED_VALUES:
+        raise ValueError(f"compare_with_baselines: unknown measure {measure!r}; expected one of {list(SEED_VALUES)}.")
+    key = SEED_VALUES[measure][0]
+    per_seed = {r["name"]: r[key] for r in rows if "_seed" not in r["name"]}
     for r in rows:
         if r["name"].startswith("random_k") and "_seed" in r["name"]:
-            per_seed.setdefault(r["name"].split("_seed")[0], []).append(r["total_errors"])
+            per_seed.setdefault(r["name"].split("_seed")[0], []).append(r[key])
     per_seed = {name: list(np.mean(v, axis=0)) if name.startswith("random_k") else v for name, v in per_seed.items()}
     comparisons = []
     for tag in (name for name in per_seed if name.startswith("tag_k")):
@@ -228,8 +243,32 @@ def compare_with_baselines(rows: Sequence[Mapping]) -> list[dict]:
         for baseline in ("all_in_one", "single_task", f"random_k{k}", f"hoa_k{k}"):
             if baseline in per_seed:
                 difference = paired_difference(per_seed[tag], per_seed[baseline])
-                comparisons.append({"tag": tag, "baseline": baseline, **difference.to_json()})
+                comparisons.append({"tag": tag, "baseline": baseline, "measure": measure, **difference.to_json()})
     return comparisons
+
+
+def comparison_caption(measure: str) -> str:
+    """What a paired comparison of `measure` subtracts, and which sign favours TAG.
+
+    >>> print(comparison_caption("delta_mtl"))
+    ΔMTL vs single-task (%) of TAG's grouping minus the baseline's (positive: TAG is better)
+    """
+    if measure == "delta_mtl":
+        return "ΔMTL vs single-task (%) of TAG's grouping minus the baseline's (positive: TAG is better)"
+    return "total test error of TAG's grouping minus the baseline's (negative: TAG is better)"
+
+
+def headline_text(row: Mapping | None, measure: str) -> str:
+    """A grouping's headline measure as text: "total error 50.33", "ΔMTL +1.60%", or "… n/a".
+
+    >>> headline_text({"total_error": 50.333}, "total_error"), headline_text({"delta_mtl": 0.016}, "delta_mtl")
+    ('total error 50.33', 'ΔMTL +1.60%')
+    >>> headline_text(None, "delta_mtl")
+    'ΔMTL n/a'
+    """
+    if measure == "delta_mtl":
+        return f"ΔMTL {100 * row['delta_mtl']:+.2f}%" if row else "ΔMTL n/a"
+    return f"total error {row['total_error']:.2f}" if row else "total error n/a"
 
 
 def time_to_choose(rows: Sequence[Mapping]) -> list[str]:
@@ -296,21 +335,29 @@ def dense_metric_table(metrics: Mapping) -> tuple[list[str], list[list[str]]]:
 
 
 def format_comparisons(comparisons: Sequence[Mapping]) -> list[list[str]]:
-    """Rows [TAG, baseline, TAG − baseline (95% interval), verdict] of `compare_with_baselines`.
+    """Rows [TAG, baseline, TAG − baseline (95% interval), verdict] of `compare_with_baselines`;
+    ΔMTL differences in percentage points.
 
     >>> format_comparisons([{"tag": "tag_k2", "baseline": "single_task", "mean": -2.0, "interval": [-4.484, 0.484],
     ...                      "seeds": 3, "beyond_noise": False}])
     [['tag_k2', 'single_task', '-2.00 [-4.48, +0.48]', 'within noise (3 seeds)']]
+    >>> format_comparisons([{"tag": "tag_k2", "baseline": "all_in_one", "measure": "delta_mtl", "mean": 0.031,
+    ...                      "interval": [0.012, 0.05], "seeds": 3, "beyond_noise": True}])
+    [['tag_k2', 'all_in_one', '+3.10 [+1.20, +5.00]', 'TAG better, beyond noise (3 seeds)']]
     """
     rows = []
     for c in comparisons:
+        lower_is_better = SEED_VALUES[c.get("measure", "total_error")][1]
+        scale = 1.0 if lower_is_better else 100.0
         if c["interval"] is None:
             verdict = "trained once: no interval"
         elif c["beyond_noise"]:
-            verdict = f"TAG {'better' if c['mean'] < 0 else 'worse'}, beyond noise ({c['seeds']} seeds)"
+            better = c["mean"] < 0 if lower_is_better else c["mean"] > 0
+            verdict = f"TAG {'better' if better else 'worse'}, beyond noise ({c['seeds']} seeds)"
         else:
             verdict = f"within noise ({c['seeds']} seeds)"
-        rows.append([c["tag"], c["baseline"], format_interval(c["mean"], c["interval"]), verdict])
+        interval = None if c["interval"] is None else [scale * x for x in c["interval"]]
+        rows.append([c["tag"], c["baseline"], format_interval(scale * c["mean"], interval), verdict])
     return rows
 
 

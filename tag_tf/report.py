@@ -126,22 +126,23 @@ def _precision(affinity: TaskAffinity) -> str:
 
 
 def _selection_section(folder: str, tasks: list[str], groupings: Sequence[Grouping], metrics: dict) -> str:
-    errors = {row["name"]: row["total_error"] for row in metrics["groupings"]}
+    measure = grouped.headline(metrics)
+    measured = {row["name"]: row for row in metrics["groupings"]}
+    results = [grouped.headline_text(measured.get(RunDir.model_name(g.budget)), measure) for g in groupings]
     rows = []
-    for g in groupings:
+    for g, result in zip(groupings, results):
         networks = "; ".join(
             f"network {i + 1} trains {_braces(group)}, serves {_braces([t for t in tasks if g.assignment[t] == i])}"
             for i, group in enumerate(g.groups))
-        error = errors.get(RunDir.model_name(g.budget))
         rows.append([f"{g.budget:g}", networks, f"{g.score:.4g}", f"{g.upper_bound:.4g}", "yes" if g.optimal else "no",
-                     g.method, f"{g.seconds:.2f}", stability_text(g), f"{error:.2f}" if error is not None else "n/a"])
-    chart = viz.grouping_chart(tasks, groupings, [errors.get(RunDir.model_name(g.budget)) for g in groupings])
+                     g.method, f"{g.seconds:.2f}", stability_text(g), result])
+    chart = viz.grouping_chart(tasks, groupings, results)
     return "\n".join([
         "<h2>Selection</h2>",
         "<p>Stability: the share of bootstrap resamples of the affinity run's samples (blocks of consecutive "
         f"affinity steps) that select the same grouping; below {STABLE:g} the measurement does not settle it.</p>",
         html_table(["k", "networks", "score", "upper bound", "optimal", "solver", "seconds", "stability",
-                    "total test error"], rows),
+                    "test result"], rows),
         _figure(folder, "grouping.png", chart, "grouping chart"),
     ])
 
@@ -188,9 +189,9 @@ def _metrics_section(metrics: dict) -> str:
     comparisons = grouped.format_comparisons(metrics.get("comparisons", []))
     if comparisons:
         parts += ["<h3>TAG against each baseline, seed by seed</h3>",
-                  "<p>Total test error of TAG's grouping minus the baseline's, trained with the same seeds "
-                  "(negative: TAG is better): mean difference and its 95% t interval. Beyond noise: the interval "
-                  "excludes 0.</p>",
+                  f"<p>{html.escape(grouped.comparison_caption(grouped.headline(metrics)).capitalize())}, "
+                  "networks trained with the same seeds: mean difference and its 95% t interval. Beyond noise: the "
+                  "interval excludes 0.</p>",
                   html_table(["TAG", "baseline", "TAG − baseline [95% interval]", "verdict"], comparisons)]
     return "\n".join(parts)
 

@@ -13,7 +13,7 @@ by `save_png` (atomically, never cropped: the PNG is exactly the figure's size).
 - `affinity_trajectories`: for each target task, one line per source across epochs, the sources
   in the target's serving group highlighted.
 - `grouping_chart`: for each budget k, which tasks each network trains and which it serves, with
-  the selection score and the total error.
+  the selection score and its test result (total error, or ΔMTL with dense tasks).
 - `saliency_maps` / `saliency_grid`: tf-keras-vis Saliency and GradCAM++ per task head, and a grid
   of them (one row per task, one column per image, prediction and label in each title).
 
@@ -213,21 +213,22 @@ def affinity_trajectories(tasks: Sequence[str], epochs: Sequence[np.ndarray],
     return figure
 
 
-def grouping_chart(tasks: Sequence[str], groupings: Sequence, total_errors: Sequence[float | None]) -> Figure:
+def grouping_chart(tasks: Sequence[str], groupings: Sequence, results: Sequence[str]) -> Figure:
     """For each grouping (`selection.Grouping`, one per budget k): a row per network, a column per
     task; dark where the network serves the task, light where it only trains it. The panel's
-    title gives k, the selection score and the total test error (`total_errors`, None if unknown).
+    title gives k, the selection score and the grouping's test result (`results`, one text per
+    grouping, e.g. `grouped.headline_text`: "total error 50.33" or "ΔMTL +1.60%").
 
     Size: (2.5 + n/2) inches wide for n tasks; per grouping 1 inch plus 0.4 per network, plus 0.5.
     """
     tasks = list(tasks)
-    if len(total_errors) != len(groupings):
-        raise ValueError(f"one total error per grouping: {len(groupings)} groupings, {len(total_errors)} errors.")
+    if len(results) != len(groupings):
+        raise ValueError(f"one result per grouping: {len(groupings)} groupings, {len(results)} results.")
     heights = [1 + 0.4 * len(g.groups) for g in groupings]
     figure = Figure(figsize=(2.5 + len(tasks) / 2, sum(heights) + 0.5), layout="constrained")
     panels = figure.subplots(len(groupings), 1, squeeze=False, height_ratios=heights)[:, 0]
     colours = ListedColormap(["white", "#c6dbef", "#2171b5"])
-    for axes, grouping, error in zip(panels, groupings, total_errors):
+    for axes, grouping, result in zip(panels, groupings, results):
         _check_groups(grouping.groups, tasks)
         cells = np.zeros((len(grouping.groups), len(tasks)))
         for r, group in enumerate(grouping.groups):
@@ -241,8 +242,7 @@ def grouping_chart(tasks: Sequence[str], groupings: Sequence, total_errors: Sequ
         axes.set_yticks(np.arange(len(grouping.groups) + 1) - 0.5, minor=True)
         axes.grid(which="minor", color="0.8", linewidth=0.5)
         axes.tick_params(which="minor", length=0)
-        error_text = f"total error {error:.2f}" if error is not None else "total error n/a"
-        axes.set_title(f"k = {grouping.budget:g}: score {grouping.score:.4g}, {error_text}", fontsize=9)
+        axes.set_title(f"k = {grouping.budget:g}: score {grouping.score:.4g}, {result}", fontsize=9)
     figure.legend(handles=[Patch(color="#2171b5", label="trains and serves"), Patch(color="#c6dbef", label="trains only")],
                   loc="outside lower center", ncols=2, fontsize=7)
     return figure

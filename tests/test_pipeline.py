@@ -256,6 +256,9 @@ def test_dense_scenes_preset_runs_every_stage_with_real_dense_metrics(tmp_path):
     single = rows["single_task"]["per_task"]
     changes = [sign * (rows["tag_k2"]["per_task"][t][m] - single[t][m]) / single[t][m] for t, (m, sign) in main.items()]
     assert rows["tag_k2"]["delta_mtl"] == pytest.approx(np.mean(changes)) and rows["single_task"]["delta_mtl"] == 0
+    [comparison] = metrics["comparisons"]  # on ΔMTL, not on a total of %, metres and degrees; one seed
+    assert (comparison["measure"], comparison["baseline"], comparison["interval"]) == ("delta_mtl", "single_task", None)
+    assert comparison["mean"] == pytest.approx(np.mean(changes))
     spec = json.load(open(tmp_path / "export" / "tag_k2" / "1" / "assets" / "tasks.json"))
     assert [t["output"] for t in spec["tasks"]] == ["pixel_class_probabilities", "pixel_depth", "class_probabilities"]
     page = open(run_dir.report_index, encoding="utf-8").read()
@@ -265,3 +268,5 @@ def test_dense_scenes_preset_runs_every_stage_with_real_dense_metrics(tmp_path):
     summary = format_summary(metrics, [tag], data.planted_grouping)
     assert f"tag_k2             {rows['tag_k2']['per_task']['segmentation']['miou']:.4f}" in summary
     assert "ΔMTL vs single-task is the headline" in summary
+    assert f"tag_k2 vs single_task  {100 * np.mean(changes):+.2f} (1 seed: no interval)" in summary
+    assert f"<td>ΔMTL {100 * np.mean(changes):+.2f}%</td>" in page  # the selection table's test result

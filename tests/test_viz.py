@@ -104,15 +104,15 @@ def test_grouping_chart_shows_trained_and_served_tasks(tmp_path):
     k2 = select_groups(np.array([[0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1], [0, 0, 1, 0]], float), 2, tasks=tasks)
     k3 = Grouping(groups=(("a", "b", "c"), ("c", "d"), ("d",)), assignment={"a": 0, "b": 0, "c": 1, "d": 2},
                   score=0.5, optimal=False, upper_bound=0.7, method="heuristic", seconds=0.0, budget=3)
-    figure = viz.grouping_chart(tasks, [k2, k3], [12.5, None])
+    figure = viz.grouping_chart(tasks, [k2, k3], ["total error 12.50", "ΔMTL n/a"])
     pixels = saved(figure, tmp_path)
     assert pixels.shape == (450, 450, 3)  # 2.5 + 4/2 wide; (1 + 0.4·2) + (1 + 0.4·3) + 0.5 high
     assert_not_blank(pixels)
     assert [a.get_title() for a in figure.axes] == ["k = 2: score 4, total error 12.50",
-                                                   "k = 3: score 0.5, total error n/a"]
+                                                   "k = 3: score 0.5, ΔMTL n/a"]
     cells = figure.axes[1].get_images()[0].get_array()
     np.testing.assert_array_equal(cells, [[2, 2, 1, 0], [0, 0, 2, 1], [0, 0, 0, 2]])  # 2 serves, 1 trains only
-    with pytest.raises(ValueError, match="one total error per grouping"):
+    with pytest.raises(ValueError, match="one result per grouping: 1 groupings, 0 results"):
         viz.grouping_chart(tasks, [k2], [])
 
 

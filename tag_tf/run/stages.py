@@ -204,7 +204,8 @@ def _train_group(run: Run, group: tuple[str, ...], seed: int = 0) -> None:
 
 def evaluate_stage(run: Run) -> None:
     """Measure every grouping from its networks' results, for every evaluation seed, and compare
-    TAG with each baseline seed by seed; write metrics.json."""
+    TAG with each baseline seed by seed on the run's headline measure (`grouped.headline`: total
+    error, or ΔMTL with dense tasks); write metrics.json."""
     names = run.names
     groupings = groupings_to_evaluate(run)
     if "hoa" in run.config.evaluation.baselines:
@@ -220,8 +221,10 @@ def evaluate_stage(run: Run) -> None:
                 row["delta_mtl"] = grouped.metric_delta_mtl(row["per_task"], single, run.data.tasks)
         rows.append(seed_rows)
     combined = [grouped.combine_seeds([seed_rows[i] for seed_rows in rows]) for i in range(len(groupings))]
+    measure = grouped.headline({"groupings": combined})
     write_json_atomic(run.out.metrics, {"tasks": names, "eval_seeds": run.config.evaluation.eval_seeds,
-                                        "groupings": combined, "comparisons": grouped.compare_with_baselines(combined)})
+                                        "groupings": combined,
+                                        "comparisons": grouped.compare_with_baselines(combined, measure)})
 
 
 def export_stage(run: Run) -> None:

@@ -47,7 +47,8 @@ def format_summary(metrics: dict, selections, planted) -> str:
                       "the solver), this run:"] + ["  " + line for line in speed]
     comparisons = grouped.format_comparisons(metrics.get("comparisons", []))
     if comparisons:
-        lines += ["", "TAG − baseline, total test error, paired by seed (mean [95% t interval]):"]
+        lines += ["", f"TAG − baseline, paired by seed (mean [95% t interval]): "
+                      f"{grouped.comparison_caption(grouped.headline(metrics))}:"]
         lines += [f"  {tag} vs {baseline:<{width}}  {difference:<30}  {verdict}"
                   for tag, baseline, difference, verdict in comparisons]
     return "\n".join(lines)
