@@ -116,11 +116,11 @@ def assert_training_lowers_every_task_loss(model, x, y, steps=20):
 
 
 def test_padnet_on_rendered_scenes_dense_tasks_with_deep_supervision():
-    """Segmentation and depth from one PAD-Net: the affinity step equals the reference, its
-    initial predictions being tasks of their own (rows and columns of the matrix), and a few steps
-    lower all four losses."""
+    """Segmentation, depth and normals from one PAD-Net: the affinity step equals the reference,
+    its initial predictions being tasks of their own (rows and columns of the matrix), and a few
+    steps lower all six losses."""
     data = scenes.scenes(num_examples=40, image_size=SIZE, seed=0)
-    tasks = [t for t in data.tasks if t.name in ("segmentation", "depth")]
+    tasks = [t for t in data.tasks if t.name in ("segmentation", "depth", "normals")]
     x, y = next(iter(data.splits["train"].batch(32)))
     y = with_initial_labels({t.name: y[t.name].numpy() for t in tasks}, tasks)
     model = wrap(padnet(image_trunk(), tasks, channels=4), with_initial_tasks(tasks), affinity=AffinityConfig())
@@ -129,7 +129,7 @@ def test_padnet_on_rendered_scenes_dense_tasks_with_deep_supervision():
     x, y = x[:16], {k: v[:16] for k, v in y.items()}
     expected = reference_affinity(model, model.optimizer, x, y)
     np.testing.assert_allclose(measured_affinity(model, x, y), expected, rtol=0, atol=1e-4)
-    assert_training_lowers_every_task_loss(model, x, y)
+    assert_training_lowers_every_task_loss(model, x, y, steps=50)  # the final normals plateau for ~20 steps
 
 
 def test_a_single_task_baseline_trains():

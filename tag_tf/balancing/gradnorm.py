@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from tag_tf.balancing.base import BalanceInputs, Balancer
 from tag_tf.gradients import gradient_dot
+from tag_tf.layer_graph import nearest_shared_layers, shared_layers
 
 
 def gradnorm_step(weights, grad_norms, losses, initial_losses, alpha: float, weight_lr: float,
@@ -43,8 +44,9 @@ class GradNorm(Balancer):
 
     Args:
       alpha: the asymmetry α (larger pulls slow tasks harder).
-      layer: name of the shared layer W whose gradient norms are balanced; None: the last layer
-        of the trunk that has a kernel.
+      layer: name of the shared layer W whose gradient norms are balanced; None: the shared
+        layers with a kernel nearest the outputs (the trunk's last; under soft sharing, every
+        column's or expert's last).
       weight_lr: the learning rate of the weights (plain gradient descent on L_grad).
       min_weight: floor of a weight before renormalisation (keeps every weight positive).
 
@@ -82,19 +84,22 @@ class GradNorm(Balancer):
             self.balanced_variables(model)  # a bad layer name fails now, before any training
 
     def balanced_variables(self, model) -> list:
-        """The trainable variables of W (the shared layer whose gradient norms are balanced)."""
-        layers = [layer for shared in model.shared_layers for layer in _flatten_layers(shared)]
+        """The trainable variables of W: the named shared layer, or by default the shared layers
+        with a kernel nearest the outputs (`layer_graph.nearest_shared_layers`: the trunk's last layer
+        under hard sharing; every column's or expert's last under soft sharing, so that no task's
+        own column stands for W)."""
         if self.layer is not None:
-            chosen = [layer for layer in layers if layer.name == self.layer and layer.trainable_variables]
+            layers = shared_layers(model, model.shared_variables)
+            chosen = [layer for layer in layers if layer.name == self.layer]
             if not chosen:
-                names = [layer.name for layer in layers if layer.trainable_variables]
+                names = [layer.name for layer in layers]
                 raise ValueError(f"GradNorm layer {self.layer!r} is not a shared layer with weights; valid "
                                  f"choices: {names}.")
             return chosen[-1].trainable_variables
-        with_kernel = [layer for layer in layers if hasattr(layer, "kernel") and layer.trainable_variables]
-        if not with_kernel:
+        nearest = nearest_shared_layers(model, model.shared_variables)
+        if not nearest:
             raise ValueError("GradNorm found no shared layer with a kernel; name one with layer=.")
-        return with_kernel[-1].trainable_variables
+        return [v for layer in nearest for v in layer.trainable_variables]
 
     def task_gradient_variables(self, model) -> list:
         return self.balanced_variables(model) if self.num_tasks > 1 else []
@@ -118,8 +123,3 @@ class GradNorm(Balancer):
     def logs(self) -> dict:
         return {f"weight_{name}": w for name, w in zip(self.tasks, tf.unstack(self.weights()))}
 
-
-def _flatten_layers(layer) -> list:
-    """`layer` and, for a nested model, its layers in order, depth first."""
-    inner = getattr(layer, "layers", None)
-    return [layer] if not inner else [sub for child in inner for sub in _flatten_layers(child)]
