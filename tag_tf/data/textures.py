@@ -21,17 +21,17 @@
    several groups is pulled towards several textures at once and learns them late or not at all.
 4. Labels. In the training split each task is labelled on its own part of the examples only
    (example n carries task t's label when (n + g) mod tasks_per_group == t; elsewhere -1, missing),
-   and a labelled training answer is flipped with probability `label_noise` (default 0.2).
+   and a labelled training answer is flipped with probability `label_noise` (default 0: none).
    Validation and test labels are complete and clean. A task's own labels are few and noisy;
    **pooled over its group they cover every training example once and teach the same factor**.
 
 Why grouping matters, then:
 - transfer: a network trained on a whole planted group learns z_g from all its labels;
-  a single-task network learns it from 1/tasks_per_group of them. Label noise makes the number of
-  labels matter: a label flipped with probability p carries (1 − 2p)² of a clean label's
-  information about z_g (0.36 at p = 0.2), so a single-task network of the demo (1,000 images, 267
-  labels of its own) learns its texture from the equivalent of about 100 clean labels, a group's
-  network from about 300 (RESULTS.md measures the difference in test error);
+  a single-task network learns it from 1/tasks_per_group of them (the demo: 267 labels of its own
+  against its group's 800). Label noise makes each label worth less: a label flipped with
+  probability p carries (1 − 2p)² of a clean label's information about z_g (0.36 at p = 0.2);
+  the demo keeps p = 0, because noisy labels also drown the affinity run's lookahead signal
+  (RESULTS.md);
 - interference: a network holding tasks of several groups must learn several textures in its few
   channels, which every group's gradients pull their own way; its tasks' errors rise (with fewer
   channels than groups it cannot hold every factor at all);
@@ -43,7 +43,7 @@ Why grouping matters, then:
 ([['g0_t0', 'g0_t1'], ['g1_t0', 'g1_t1']], 'image')
 >>> image, labels = next(iter(data.splits["train"]))
 >>> tuple(image.shape), {name: int(label) for name, label in labels.items()}
-((8, 8, 3), {'g0_t0': 0, 'g0_t1': -1, 'g1_t0': -1, 'g1_t1': 0})
+((8, 8, 3), {'g0_t0': 1, 'g0_t1': -1, 'g1_t0': -1, 'g1_t1': 0})
 >>> labelled_fraction(data, "train")
 {'g0_t0': 0.5, 'g0_t1': 0.5, 'g1_t0': 0.5, 'g1_t1': 0.5}
 """
@@ -60,7 +60,7 @@ MISSING = -1
 
 
 def planted_textures(num_groups: int = 3, tasks_per_group: int = 3, num_examples: int = 2000, image_size: int = 16,
-                     seed: int = 0, *, num_nuisance: int = 0, threshold_range: float = 0.3, label_noise: float = 0.2,
+                     seed: int = 0, *, num_nuisance: int = 0, threshold_range: float = 0.3, label_noise: float = 0.0,
                      period: float = 4.0, contrast: float = 1.5, pixel_noise: float = 0.3) -> PlantedData:
     """Texture images with planted task groups; see the module docstring for the process."""
     _check_positive(num_examples=num_examples, image_size=image_size)
