@@ -27,8 +27,8 @@
 
 Why grouping matters, then:
 - transfer: a network trained on a whole planted group learns z_g from all its labels;
-  a single-task network learns it from 1/tasks_per_group of them (the demo: 267 labels of its own
-  against its group's 800). Label noise makes each label worth less: a label flipped with
+  a single-task network learns it from 1/tasks_per_group of them (the demo: 533 labels of its own
+  against its group's 1,600). Label noise makes each label worth less: a label flipped with
   probability p carries (1 − 2p)² of a clean label's information about z_g (0.36 at p = 0.2);
   the demo keeps p = 0, because noisy labels also drown the affinity run's lookahead signal
   (RESULTS.md);
