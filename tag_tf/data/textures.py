@@ -31,7 +31,8 @@ Why grouping matters, then:
   against its group's 1,600). Label noise makes each label worth less: a label flipped with
   probability p carries (1 − 2p)² of a clean label's information about z_g (0.36 at p = 0.2);
   the demo keeps p = 0: at p = 0.2 the group's networks lost nearly as much as the single-task
-  ones (SGD 0.05: +50 and +59 total test error), and with momentum 0.9 the affinity matrix lost its group structure (RESULTS.md);
+  ones (SGD 0.05: +50 and +59 total test error), and with momentum 0.9 the affinity matrix lost
+  its group structure (RESULTS.md);
 - interference: a network holding tasks of several groups must learn several textures in its few
   channels, which every group's gradients pull their own way; its tasks' errors rise (with fewer
   channels than groups it cannot hold every factor at all);
