@@ -70,6 +70,31 @@ def test_the_demo_trunk_has_few_channels_for_its_groups_textures():
     assert textures_read_by_all_tasks <= demo.model.trunk_filters < 2 * textures_read_by_all_tasks
 
 
+def test_label_noise_is_the_rate_measured_on_the_generated_labels():
+    """label_noise = 0.2: the fraction of labelled training answers
+    that differ from the clean label is 0.2 within three binomial standard deviations, overall and
+    for every task; unlabelled answers are exactly the ones `label_parts` leaves out."""
+    data = textures.planted_textures(num_groups=3, tasks_per_group=3, num_examples=3000, image_size=4, seed=1,
+                                     label_noise=0.2)
+    _, labels = arrays(data, "train")
+    labelled = labels != textures.MISSING
+    np.testing.assert_array_equal(labelled, textures.label_parts(len(labels), 3, 3))
+    flipped = labels != clean_labels(data, "train")
+    answers = labelled.sum()  # 2,400 training images, one label per group each: 7,200 answers
+    assert answers == 7200
+    assert abs(flipped[labelled].mean() - 0.2) < 3 * np.sqrt(0.2 * 0.8 / answers)
+    per_task = (flipped & labelled).sum(axis=0) / labelled.sum(axis=0)  # 800 answers per task
+    assert np.abs(per_task - 0.2).max() < 3.5 * np.sqrt(0.2 * 0.8 / 800)
+    # a flipped label carries (1 - 2p)^2 = 0.36 of a clean one's information on its factor: the
+    # correlation of the noisy labels with the signed factor is 1 - 2p = 0.6 times the clean labels'
+    signed = data.latents["train"] @ data.directions.T  # [N, tasks]: s_g z_g for each task's group
+    clean = clean_labels(data, "train")
+    for t in range(9):
+        rows = labelled[:, t]
+        ratio = np.corrcoef(labels[rows, t], signed[rows, t])[0, 1] / np.corrcoef(clean[rows, t], signed[rows, t])[0, 1]
+        assert ratio == pytest.approx(0.6, abs=0.08)
+
+
 def test_validation_and_test_labels_are_complete_and_clean(data):
     for split in ("validation", "test"):
         _, labels = arrays(data, split)

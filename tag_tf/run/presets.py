@@ -1,7 +1,9 @@
 """Named settings: `PRESETS[name]` is a complete `RunConfig`.
 
-    demo           planted texture images (tag_tf.data.textures) with 3 groups of 3 tasks, a trunk of
-                   4 channels, every network trained with 3 seeds: about ten minutes on 2 cores
+    demo           planted texture images (tag_tf.data.textures: 2,000 images, each task labelled on a
+                   third of them) with 3 groups of 3 tasks, a trunk of 4 channels, SGD(0.05), 10 epochs
+                   keeping the best validation epoch (patience = epochs: no early stop on the plateau
+                   before a texture is found), every network trained with 3 seeds
     dense_scenes   rendered scenes (tag_tf.data.scenes): segmentation, depth, normals, edges and two
                    unrelated classification tasks, 16x16, hard sharing with a decoder per task; the
                    single-task baseline for ΔMTL: a few minutes on 2 cores
@@ -35,7 +37,7 @@ PRESETS = {
     "demo": RunConfig(
         data=DataConfig(dataset="planted_textures", image_size=16, num_examples=2000),
         model=ModelConfig(trunk_filters=4, bn_momentum=0.9),
-        train=TrainConfig(epochs=10, learning_rate=0.05, momentum=0.0, patience=2),
+        train=TrainConfig(epochs=10, learning_rate=0.05, momentum=0.0, patience=10),
         selection=SelectionConfig(num_groups=(3,)),
         evaluation=EvaluationConfig(random_seeds=3, eval_seeds=3),
     ),
