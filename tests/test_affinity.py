@@ -12,7 +12,7 @@ from tag_tf.data import synthetic
 from tag_tf.data.pipeline import batched
 from tag_tf.models import build_multitask_model, celeba_resnet_trunk, mlp_trunk
 from tag_tf.tasks import Task
-from affinity_reference import copy_optimizer, measured_affinity, reference_affinity
+from affinity_reference import copy_optimizer, measured_affinity, reference_affinity, small_batch
 
 OPTIMIZERS = {
     "sgd": lambda: keras.optimizers.SGD(0.05),
@@ -56,7 +56,8 @@ def test_unsupported_optimizers_are_refused_with_the_valid_choices():
 
 
 def test_bad_config_values():
-    with pytest.raises(ValueError, match=r"Unknown affinity mode 'second'; valid modes: \('exact', 'first_order'\)"):
+    modes = r"\('exact', 'first_order', 'cosine', 'group_lookahead'\)"
+    with pytest.raises(ValueError, match=rf"Unknown affinity mode 'second'; valid modes: {modes}"):
         AffinityConfig(mode="second")
     with pytest.raises(ValueError, match="every_n_steps"):
         AffinityConfig(every_n_steps=0)
@@ -70,13 +71,6 @@ def test_bad_config_values():
                                  ("bootstrap_blocks", 3, "an even integer >= 2")):
         with pytest.raises(ValueError, match=f"{name} must be {message}, got {value}"):
             AffinityConfig(**{name: value})
-
-
-def small_batch(num_tasks=3, n=32, image=False, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(size=(n, 12, 12, 3) if image else (n, 6)).astype("float32")
-    y = {f"t{i}": rng.integers(0, 2, n).astype("int32") for i in range(num_tasks)}
-    return x, y
 
 
 @pytest.mark.parametrize("opt_name, image, xla", [("sgd", False, False), ("momentum", False, False),

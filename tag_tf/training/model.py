@@ -124,8 +124,12 @@ class MultiTaskModel(keras.Model):
         self.balancer.build(self)
         self.balancer_metrics = self.balancer.metrics  # tracked, so that Keras resets them every epoch
         self.affinity_accumulator = None
+        self.affinity_groups = ()
         if affinity is not None:
-            self.affinity_accumulator = AffinityAccumulator(names, affinity.max_epochs, affinity.bootstrap_blocks)
+            if affinity.mode == "group_lookahead":
+                self.affinity_groups = affinity_lib.candidate_groups(affinity, names)
+            self.affinity_accumulator = AffinityAccumulator(names, affinity.max_epochs, affinity.bootstrap_blocks,
+                                                            self.affinity_groups)
             self.affinity_accumulator.build(self)
         self.affinity_schedule = AffinitySchedule(affinity)
         self.affinity_schedule.build(self)
@@ -332,41 +336,74 @@ class MultiTaskModel(keras.Model):
     # -- affinity ---------------------------------------------------------------------------------
 
     def _collect_affinity(self, x, y, sample_weight, shared_grads, before, global_counts):
-        """Z of every (source, target) pair on this batch, added to the accumulator.
+        """Z of every (source, target) pair on this batch (and of every candidate group onto its
+        members), added to the accumulator; the formulas of each mode: `tag_tf.affinity.estimates`.
 
         `shared_grads`: per task, the gradient of its global loss on the shared variables (summed
         over replicas, unscaled, without Task.weight); `before`: the global task losses."""
         shared = self.shared_variables
+        mode = self.affinity_config.mode
+        labelled = global_counts > 0
+        if mode == "cosine":
+            gram = tf.stack([tf.stack([gradient_dot(g_i, g_j) for g_j in shared_grads]) for g_i in shared_grads])
+            z = affinity_lib.cosine_affinity(gram)
+            valid, skipped = affinity_lib.valid_samples(before, z, z, labelled)  # z NaN: a zero gradient
+            self.affinity_accumulator.add(z, valid, skipped)
+            return
         deltas = [affinity_lib.lookahead_deltas(self.optimizer, g, shared) for g in shared_grads]
-        if self.affinity_config.mode == "exact":
-            after = self.lookahead_losses(x, y, deltas, sample_weight, global_counts)  # one all-reduce fewer
-            z = affinity_lib.exact_affinity(before, after)
-        else:
+        if mode == "first_order":
             dots = tf.stack([tf.stack([gradient_dot(g_j, delta_i) for g_j in shared_grads]) for delta_i in deltas])
             after = before[None, :] - dots  # the first-order estimate of the lookahead losses
             z = affinity_lib.first_order_affinity(before, dots)
-        if self.affinity_config.normalize_by_lr:
-            z = z / affinity_lib.current_learning_rate(self.optimizer)
-        valid, skipped = affinity_lib.valid_samples(before, after, z, global_counts > 0)
-        self.affinity_accumulator.add(z, valid, skipped)
+        else:
+            after = self.lookahead_losses(x, y, deltas, sample_weight, global_counts)  # one all-reduce fewer
+            z = affinity_lib.exact_affinity(before, after)
+        lr = affinity_lib.current_learning_rate(self.optimizer)
+        scale = 1.0 / lr if self.affinity_config.normalize_by_lr else 1.0
+        valid, skipped = affinity_lib.valid_samples(before, after, z * scale, labelled)
+        group_z = group_valid = None
+        if self.affinity_groups:
+            members = tf.constant(affinity_lib.membership(self.affinity_groups, [t.name for t in self.tasks]))
+            after = self._group_lookahead_losses(x, y, shared_grads, members, sample_weight, global_counts)
+            group_z = affinity_lib.exact_affinity(before, after) * scale
+            all_labelled = tf.reduce_all(tf.logical_or(labelled[None, :], tf.logical_not(members)), axis=1)
+            group_valid, group_skipped = affinity_lib.valid_samples(before, after, group_z, labelled, all_labelled)
+            group_valid = tf.logical_and(group_valid, members)
+            skipped = tf.concat([skipped, tf.logical_and(group_skipped, members)], axis=0)
+        self.affinity_accumulator.add(z * scale, valid, skipped, group_z, group_valid)
+
+    def _lookahead_sums(self, x, y, delta, sample_weight):
+        """This replica's per-task (loss sums, counts) on this batch with the shared variables at
+        θs − `delta` (one tensor per shared variable) and every other variable as it is."""
+        step = {id(v): d for v, d in zip(self.shared_variables, delta)}
+        trainable = [v.value - step[id(v)] if id(v) in step else v.value for v in self.trainable_variables]
+        outputs, _ = self.stateless_call(trainable, [v.value for v in self.non_trainable_variables], x, training=True)
+        return self._task_sums(y, outputs, sample_weight)
 
     def lookahead_losses(self, x, y, deltas, sample_weight=None, global_counts=None) -> tf.Tensor:
         """after[i, j]: the global mean loss of task j on this batch with the shared variables at
         θs − Δi (`deltas[i]`: one tensor per shared variable) and every other variable as it is;
         training=True, moving statistics of the lookahead discarded (`stateless_call`).
         `global_counts`: the batch's labelled-example counts over all replicas, if known."""
-        shared = self.shared_variables
-        non_trainable = [v.value for v in self.non_trainable_variables]
-        rows = []
-        for delta in deltas:
-            step = {id(v): d for v, d in zip(shared, delta)}
-            trainable = [v.value - step[id(v)] if id(v) in step else v.value for v in self.trainable_variables]
-            outputs, _ = self.stateless_call(trainable, non_trainable, x, training=True)
-            sums, counts = self._task_sums(y, outputs, sample_weight)
-            rows.append(sums)
+        rows = [self._lookahead_sums(x, y, delta, sample_weight) for delta in deltas]
         if global_counts is None:
-            global_counts = sum_over_replicas(counts)
-        return tf.math.divide_no_nan(sum_over_replicas(tf.stack(rows)), global_counts[None, :])
+            global_counts = sum_over_replicas(rows[-1][1])
+        return tf.math.divide_no_nan(sum_over_replicas(tf.stack([sums for sums, _ in rows])), global_counts[None, :])
+
+    def _group_lookahead_losses(self, x, y, shared_grads, members, sample_weight, global_counts) -> tf.Tensor:
+        """after[G, j]: the global mean loss of task j with the shared variables at θs − Δ_G, Δ_G the
+        optimizer's step from the summed gradient of the tasks of group G (`members` [groups, k]).
+        One lookahead forward per group, in a `tf.map_fn` loop (traced once, whatever the count)."""
+        stacked = [tf.stack(per_variable) for per_variable in zip(*shared_grads)]  # [k, *shape] per variable
+
+        def group_sums(member_row):
+            weights = tf.cast(member_row, tf.float32)
+            grads = [tf.tensordot(weights, g, axes=1) for g in stacked]
+            delta = affinity_lib.lookahead_deltas(self.optimizer, grads, self.shared_variables)
+            return self._lookahead_sums(x, y, delta, sample_weight)[0]
+
+        sums = tf.map_fn(group_sums, members, fn_output_signature=tf.TensorSpec((len(self.tasks),), tf.float32))
+        return tf.math.divide_no_nan(sum_over_replicas(sums), global_counts[None, :])
 
     def make_train_function(self, force=False):
         """Keras' train function, dispatching to the affinity step as `AffinitySchedule` says."""
