@@ -20,16 +20,14 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import time  # noqa: E402
-
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from experiments.bench.common import train_in_turns  # noqa: E402
+from experiments.bench.common import StepSeconds, train_in_turns  # noqa: E402
 from tag_tf.affinity import AffinityConfig, candidate_groups  # noqa: E402
 from tag_tf.run import PRESETS, batches, build_network, load_data  # noqa: E402
-from tag_tf.selection import select_from_affinity, select_from_group_lookahead, served, stability_text  # noqa: E402
+from tag_tf.selection import (select_from_affinity, select_from_group_lookahead, served,  # noqa: E402
+                             stability_text)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("preset", "demo", "A preset with planted data.")
@@ -41,26 +39,6 @@ flags.DEFINE_list("budgets", ["3"], "Numbers of groups k.")
 flags.DEFINE_integer("seed", 0, "Seed of data, initialisation and shuffling.")
 
 MODES = ("exact", "first_order", "cosine", "group_lookahead")
-
-
-class StepSeconds(keras.callbacks.Callback):
-    """Wall seconds of every training step, and whether it collected affinity."""
-
-    def __init__(self):
-        super().__init__()
-        self.seconds, self.affinity = [], []
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self._start = time.perf_counter()
-        self._steps = self._affinity_steps()
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.seconds.append(time.perf_counter() - self._start)
-        self.affinity.append(self._affinity_steps() > self._steps)
-
-    def _affinity_steps(self) -> float:
-        accumulator = self.model.affinity_accumulator
-        return float(accumulator.steps.numpy()) if accumulator is not None else 0.0
 
 
 def braces(groups) -> str:

@@ -1,5 +1,6 @@
 """What several benchmarks share: the CelebA trunk's flags, the multi-head model of the serving
-benchmarks, networks trained side by side in turns, and a line describing the machine.
+benchmarks, networks trained side by side in turns with every step timed, and a line describing
+the machine.
 
 A benchmark calls the `define_*_flags` it needs at import time (as Model Garden's
 `official/utils/flags` helpers are used), then reads them through absl's FLAGS:
@@ -52,6 +53,26 @@ def define_multihead_flags() -> None:
 def trunk() -> keras.Model:
     """A CelebA trunk as the flags say."""
     return celeba_resnet_trunk(FLAGS.image_size, filters=FLAGS.filters)
+
+
+class StepSeconds(keras.callbacks.Callback):
+    """Wall seconds of every training step, and whether it collected affinity."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds, self.affinity = [], []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._start = time.perf_counter()
+        self._steps = self._affinity_steps()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seconds.append(time.perf_counter() - self._start)
+        self.affinity.append(self._affinity_steps() > self._steps)
+
+    def _affinity_steps(self) -> float:
+        accumulator = self.model.affinity_accumulator
+        return float(accumulator.steps.numpy()) if accumulator is not None else 0.0
 
 
 def train_in_turns(models: dict, datasets: dict, epochs: int, callbacks: dict | None = None) -> tuple[dict, list]:

@@ -35,6 +35,13 @@ class AffinityConfig:
       groups: mode="group_lookahead" only: the candidate groups, each a sequence of task names
         (or one string "a+b+c", as on a command line); None: every group of 2 to `max_group_size` tasks. At most `MAX_GROUP_LOOKAHEADS` groups.
       max_group_size: mode="group_lookahead" with `groups=None`: the largest group measured.
+      jit_compile: whether the affinity steps are compiled with XLA, whatever `compile(jit_compile=...)`
+        says for the plain steps: False (the default), True, or "auto": where it is supported, i.e.
+        one replica trains (Keras cannot compile a step under several replicas), the balancer
+        computes the same under XLA (not PCGrad's random order) and Keras finds that every layer
+        supports XLA (on CPU too, where Keras' own "auto" declines). Same matrix up to float
+        rounding. Not the default: on this project's CPU machine XLA halved the per-task backward
+        passes once and made the exact step 1.5x slower in later runs (BENCHMARKS.md).
       every_n_steps: "auto" (the default: adaptive sampling, `tag_tf.affinity.adaptive`) or a
         positive integer n: collect on every n-th optimizer step. `every_n_steps=1`, every step,
         is the paper's setting (the official TAG code's); the paper suggests 10 as a speed-up.
@@ -52,6 +59,7 @@ class AffinityConfig:
     mode: str = "exact"
     groups: tuple[tuple[str, ...], ...] | None = None
     max_group_size: int = 3
+    jit_compile: bool | str = False
     normalize_by_lr: bool = True
     max_epochs: int = 200
     bootstrap_blocks: int = 128
@@ -76,6 +84,10 @@ class AffinityConfig:
             if bad or len(set(map(frozenset, groups))) != len(groups):
                 raise ValueError(f"groups must name each task once per group and each group once, got {groups!r}.")
             object.__setattr__(self, "groups", groups)
+        if isinstance(self.jit_compile, str) and self.jit_compile.lower() in ("true", "false"):  # a command line's
+            object.__setattr__(self, "jit_compile", self.jit_compile.lower() == "true")
+        if self.jit_compile not in (AUTO, True, False):
+            raise ValueError(f"jit_compile must be 'auto', True or False, got {self.jit_compile!r}.")
         if isinstance(self.every_n_steps, str) and self.every_n_steps.isdigit():  # from a command line
             object.__setattr__(self, "every_n_steps", int(self.every_n_steps))
         every = self.every_n_steps

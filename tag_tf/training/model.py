@@ -46,6 +46,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import tensorflow as tf
+from keras.src.trainers.trainer import model_supports_jit  # the rule Keras' jit_compile="auto" applies
 
 from tag_tf import affinity as affinity_lib
 from tag_tf import dense
@@ -385,24 +386,31 @@ class MultiTaskModel(keras.Model):
         θs − Δi (`deltas[i]`: one tensor per shared variable) and every other variable as it is;
         training=True, moving statistics of the lookahead discarded (`stateless_call`).
         `global_counts`: the batch's labelled-example counts over all replicas, if known."""
-        rows = [self._lookahead_sums(x, y, delta, sample_weight) for delta in deltas]
-        if global_counts is None:
-            global_counts = sum_over_replicas(rows[-1][1])
-        return tf.math.divide_no_nan(sum_over_replicas(tf.stack([sums for sums, _ in rows])), global_counts[None, :])
+        stacked = [tf.stack(per_variable) for per_variable in zip(*deltas)]  # [k, *shape] per variable
+        return self._lookahead_rows(x, y, stacked, lambda delta: delta, sample_weight, global_counts)
 
     def _group_lookahead_losses(self, x, y, shared_grads, members, sample_weight, global_counts) -> tf.Tensor:
         """after[G, j]: the global mean loss of task j with the shared variables at θs − Δ_G, Δ_G the
-        optimizer's step from the summed gradient of the tasks of group G (`members` [groups, k]).
-        One lookahead forward per group, in a `tf.map_fn` loop (traced once, whatever the count)."""
+        optimizer's step from the summed gradient of the tasks of group G (`members` [groups, k])."""
         stacked = [tf.stack(per_variable) for per_variable in zip(*shared_grads)]  # [k, *shape] per variable
 
-        def group_sums(member_row):
+        def group_delta(member_row):
             weights = tf.cast(member_row, tf.float32)
             grads = [tf.tensordot(weights, g, axes=1) for g in stacked]
-            delta = affinity_lib.lookahead_deltas(self.optimizer, grads, self.shared_variables)
-            return self._lookahead_sums(x, y, delta, sample_weight)[0]
+            return affinity_lib.lookahead_deltas(self.optimizer, grads, self.shared_variables)
 
-        sums = tf.map_fn(group_sums, members, fn_output_signature=tf.TensorSpec((len(self.tasks),), tf.float32))
+        return self._lookahead_rows(x, y, members, group_delta, sample_weight, global_counts)
+
+    def _lookahead_rows(self, x, y, elements, delta_of, sample_weight, global_counts) -> tf.Tensor:
+        """One row of global mean task losses per element of `elements` (a tensor, or a list of
+        tensors, with one leading entry per row), at θs − `delta_of(element)`: one lookahead forward
+        each, in a `tf.map_fn` loop, which is traced once whatever the number of rows (an unrolled
+        loop traced every forward: 1.6x the first epoch on the demo, BENCHMARKS.md)."""
+        spec = tf.TensorSpec((len(self.tasks),), tf.float32)
+        sums, counts = tf.map_fn(lambda e: self._lookahead_sums(x, y, delta_of(e), sample_weight), elements,
+                                 fn_output_signature=(spec, spec))
+        if global_counts is None:
+            global_counts = sum_over_replicas(counts[-1])
         return tf.math.divide_no_nan(sum_over_replicas(sums), global_counts[None, :])
 
     def make_train_function(self, force=False):
@@ -418,7 +426,12 @@ class MultiTaskModel(keras.Model):
                 f"Affinity collection needs steps_per_execution=1 in compile(), got {self.steps_per_execution}."
             )
         plain = self.train_function
-        lookahead = self._make_function(self.affinity_train_step)  # Keras' own wrapper (strategy.run)
+        plain_jit_compile = self.jit_compile
+        self._jit_compile = self.affinity_jit_compile()  # what Keras' wrapper reads when it builds the function
+        try:
+            lookahead = self._make_function(self.affinity_train_step)  # Keras' own wrapper (strategy.run)
+        finally:
+            self._jit_compile = plain_jit_compile
 
         def train_function(iterator):
             return self.affinity_schedule.run(int(self.optimizer.iterations.numpy()), plain, lookahead,
@@ -426,6 +439,16 @@ class MultiTaskModel(keras.Model):
 
         self.train_function = train_function
         return train_function
+
+    def affinity_jit_compile(self) -> bool:
+        """Whether `fit()` compiles the affinity steps with XLA (`AffinityConfig.jit_compile`; "auto":
+        when one replica trains, not eagerly, the balancer computes the same under XLA, and Keras'
+        own check accepts the model: every layer supports XLA and op determinism is off)."""
+        setting = self.affinity_config.jit_compile
+        if setting != affinity_lib.AUTO:
+            return bool(setting)
+        return (not self.run_eagerly and self.distribute_strategy.num_replicas_in_sync == 1
+                and self.balancer.supports_jit and model_supports_jit(self))
 
     def affinity_train_step(self, data):
         """`train_step(data, collect_affinity=True)`: what affinity steps run."""
