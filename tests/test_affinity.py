@@ -101,11 +101,13 @@ def test_affinity_steps_compile_with_xla_where_asked_and_supported():
 
     assert model().affinity_jit_compile()  # one replica, every layer supports XLA: on CPU too
     assert not model().jit_compile  # plain steps as compile() says (Keras: no XLA on CPU)
-    assert not model(AffinityConfig()).affinity_jit_compile()  # the default: no XLA
+    assert not model(AffinityConfig()).affinity_jit_compile()  # the default: as compile() says
+    assert model(AffinityConfig(), jit_compile=True).affinity_jit_compile()
+    assert not model(AffinityConfig(jit_compile=False), jit_compile=True).affinity_jit_compile()
     assert model(AffinityConfig(jit_compile="true")).affinity_jit_compile()  # a command line's
     assert not model(run_eagerly=True).affinity_jit_compile()
     assert not model(balancer=PCGrad()).affinity_jit_compile()  # its random order differs under XLA
-    with pytest.raises(ValueError, match="jit_compile must be 'auto', True or False, got 'sometimes'"):
+    with pytest.raises(ValueError, match=r"jit_compile must be None \(.*\), 'auto', True or False, got 'sometimes'"):
         AffinityConfig(jit_compile="sometimes")
 
 

@@ -2,6 +2,8 @@
 group lookahead, against numpy and against a by-hand reference that takes a real
 `optimizer.apply` step; and selection from the measured groups."""
 
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
@@ -97,6 +99,9 @@ def test_group_lookahead_json_carries_task_names_and_selection_reads_it(tmp_path
                                      sense="maximize")
         chosen = select_from_group_lookahead(loaded, k)
         assert chosen.groups == expected.groups and chosen.score == pytest.approx(expected.score)
+    with pytest.raises(ValueError, match="num_groups=1: 1 of the measured groups .at most 2 tasks each. cannot cover"):
+        select_from_group_lookahead(dataclasses.replace(loaded, group_affinity={
+            g: v for g, v in loaded.group_affinity.items() if len(g) == 2}), 1)
     # with budget 1 the only cover is the group of all three: its measured score
     assert select_from_group_lookahead(loaded, 1).score == pytest.approx(sum(scores[("t0", "t1", "t2")].values()))
 

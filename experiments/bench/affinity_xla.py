@@ -10,7 +10,7 @@ order rotating) so that load from other processes falls on all alike. Plain step
 compiled with XLA (`compile(jit_compile=False)`, the CPU default):
 
   plain                                     no affinity
-  exact, every step, no XLA                 AffinityConfig(every_n_steps=1): the default
+  exact, every step, no XLA                 AffinityConfig(every_n_steps=1): as compile() says, here no XLA
   exact, every step, XLA affinity steps     AffinityConfig(every_n_steps=1, jit_compile="auto")
   first_order, every step, XLA affinity...  AffinityConfig(mode="first_order", every_n_steps=1, jit_compile="auto")
 

@@ -33,15 +33,17 @@ class AffinityConfig:
         the summed loss of its tasks, as the official TAG code's higher-order option; see
         `tag_tf.affinity.groups`). The formulas: `tag_tf.affinity.estimates`.
       groups: mode="group_lookahead" only: the candidate groups, each a sequence of task names
-        (or one string "a+b+c", as on a command line); None: every group of 2 to `max_group_size` tasks. At most `MAX_GROUP_LOOKAHEADS` groups.
+        (or one string "a+b+c", as on a command line); None: every group of 2 to
+        `max_group_size` tasks. At most `MAX_GROUP_LOOKAHEADS` groups.
       max_group_size: mode="group_lookahead" with `groups=None`: the largest group measured.
-      jit_compile: whether the affinity steps are compiled with XLA, whatever `compile(jit_compile=...)`
-        says for the plain steps: False (the default), True, or "auto": where it is supported, i.e.
-        one replica trains (Keras cannot compile a step under several replicas), the balancer
-        computes the same under XLA (not PCGrad's random order) and Keras finds that every layer
-        supports XLA (on CPU too, where Keras' own "auto" declines). Same matrix up to float
-        rounding. Not the default: on this project's CPU machine XLA halved the per-task backward
-        passes once and made the exact step 1.5x slower in later runs (BENCHMARKS.md).
+      jit_compile: whether the affinity steps are compiled with XLA: None (the default) as
+        `compile(jit_compile=...)` says for every step; True or False whatever it says (plain
+        steps keep compile's setting); or "auto": where it is supported, i.e. one replica trains
+        (Keras cannot compile a step under several replicas), the balancer computes the same
+        under XLA (not PCGrad's random order) and Keras finds that every layer supports XLA (on CPU
+        too, where Keras' own "auto" declines). Same matrix up to float rounding. XLA is not the
+        default on CPU: on this project's machine it halved the per-task backward passes once and
+        made the exact step 1.5x slower in later runs (BENCHMARKS.md).
       every_n_steps: "auto" (the default: adaptive sampling, `tag_tf.affinity.adaptive`) or a
         positive integer n: collect on every n-th optimizer step. `every_n_steps=1`, every step,
         is the paper's setting (the official TAG code's); the paper suggests 10 as a speed-up.
@@ -59,7 +61,7 @@ class AffinityConfig:
     mode: str = "exact"
     groups: tuple[tuple[str, ...], ...] | None = None
     max_group_size: int = 3
-    jit_compile: bool | str = False
+    jit_compile: bool | str | None = None
     normalize_by_lr: bool = True
     max_epochs: int = 200
     bootstrap_blocks: int = 128
@@ -86,8 +88,9 @@ class AffinityConfig:
             object.__setattr__(self, "groups", groups)
         if isinstance(self.jit_compile, str) and self.jit_compile.lower() in ("true", "false"):  # a command line's
             object.__setattr__(self, "jit_compile", self.jit_compile.lower() == "true")
-        if self.jit_compile not in (AUTO, True, False):
-            raise ValueError(f"jit_compile must be 'auto', True or False, got {self.jit_compile!r}.")
+        if self.jit_compile not in (None, AUTO, True, False):
+            raise ValueError(f"jit_compile must be None (as compile() says), 'auto', True or False, got "
+                             f"{self.jit_compile!r}.")
         if isinstance(self.every_n_steps, str) and self.every_n_steps.isdigit():  # from a command line
             object.__setattr__(self, "every_n_steps", int(self.every_n_steps))
         every = self.every_n_steps

@@ -34,7 +34,7 @@ class TaskAffinity:
       epochs: one [n, n] matrix per epoch (same orientation), the mean over that epoch.
       steps: the number of affinity steps that went into `matrix`.
       skipped: the number of (step, source, target) samples left out because a loss was zero or
-        not finite.
+        not finite (sources: tasks, and the candidate groups of mode="group_lookahead").
       stderr: float [n, n] (same orientation): the standard error of each entry of `matrix`, from
         the running variance of its samples (NaN below two samples); None in files written before
         it was recorded.

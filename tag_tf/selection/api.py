@@ -188,8 +188,12 @@ def select_from_group_lookahead(affinity, num_groups: int, *, singleton: float =
         logging.warning("candidate groups with a member without samples are left out: %s", incomplete)
     results = {(t,): {t: float(singleton)} for t in tasks}
     results.update({g: values for g, values in scores.items() if g not in incomplete and len(g) > 1})
-    return select_from_costs(results, budget=_check_positive_int(num_groups, "num_groups"), tasks=tasks,
-                             sense="maximize")
+    k = _check_positive_int(num_groups, "num_groups")
+    largest = max(len(g) for g in results)
+    if k * largest < len(tasks):
+        raise ValueError(f"num_groups={k}: {k} of the measured groups (at most {largest} tasks each) cannot cover "
+                         f"the {len(tasks)} tasks; measure larger groups or allow more networks")
+    return select_from_costs(results, budget=k, tasks=tasks, sense="maximize")
 
 
 def select_from_affinity(affinity, num_groups: Sequence[int], *, resamples: int = 100, seed: int = 0,

@@ -441,10 +441,13 @@ class MultiTaskModel(keras.Model):
         return train_function
 
     def affinity_jit_compile(self) -> bool:
-        """Whether `fit()` compiles the affinity steps with XLA (`AffinityConfig.jit_compile`; "auto":
-        when one replica trains, not eagerly, the balancer computes the same under XLA, and Keras'
-        own check accepts the model: every layer supports XLA and op determinism is off)."""
+        """Whether `fit()` compiles the affinity steps with XLA (`AffinityConfig.jit_compile`; None:
+        as compile() resolved `jit_compile`; "auto": when one replica trains, not eagerly, the
+        balancer computes the same under XLA, and Keras' own check accepts the model: every layer
+        supports XLA and op determinism is off)."""
         setting = self.affinity_config.jit_compile
+        if setting is None:
+            return bool(self.jit_compile)
         if setting != affinity_lib.AUTO:
             return bool(setting)
         return (not self.run_eagerly and self.distribute_strategy.num_replicas_in_sync == 1
