@@ -50,7 +50,12 @@ HELP = {
     "learning_rate": "SGD learning rate.",
     "momentum": "SGD momentum.",
     "balancer": "Loss balancing: equal, gradnorm, uncertainty or pcgrad.",
-    "affinity_mode": "Affinity: exact or first_order.",
+    "affinity_mode": "Affinity: exact, first_order, cosine or group_lookahead.",
+    "affinity_groups": "group_lookahead: the candidate groups, e.g. a+b,a+b+c (default: every group of 2 to "
+                       "--affinity_max_group_size tasks).",
+    "affinity_max_group_size": "group_lookahead without --affinity_groups: the largest group measured.",
+    "affinity_jit_compile": "Compile the affinity steps with XLA: true, false or auto (where supported: one "
+                            "replica, a model and balancer XLA supports); unset: as --jit_compile says.",
     "affinity_every_n_steps": "auto (adaptive sampling, the default) or collect affinity every n steps (1: every "
                               "step, the paper's setting).",
     "affinity_normalize_by_lr": "Divide affinity by the learning rate, as the official code does.",
@@ -70,7 +75,9 @@ HELP = {
 }
 DEFINE = {"str": flags.DEFINE_string, "int": flags.DEFINE_integer, "float": flags.DEFINE_float,
           "bool": flags.DEFINE_boolean, "tuple[str, ...]": flags.DEFINE_list, "tuple[int, ...]": flags.DEFINE_list,
-          "int | str": flags.DEFINE_string}  # every_n_steps: "auto" or an integer
+          "int | str": flags.DEFINE_string,
+          "tuple[tuple[str, ...], ...] | None": flags.DEFINE_list,  # affinity groups: a+b,a+b+c
+          "bool | str | None": flags.DEFINE_string}  # affinity jit_compile: auto, true or false  # every_n_steps: "auto" or an integer
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("preset", "demo", sorted(PRESETS), "Settings to start from.")

@@ -8,11 +8,12 @@ import tensorflow as tf
 
 from tag_tf import affinity
 from tag_tf.affinity import AffinityConfig, TaskAffinity
+from tag_tf.balancing import PCGrad
 from tag_tf.data import synthetic
 from tag_tf.data.pipeline import batched
 from tag_tf.models import build_multitask_model, celeba_resnet_trunk, mlp_trunk
 from tag_tf.tasks import Task
-from affinity_reference import copy_optimizer, measured_affinity, reference_affinity
+from affinity_reference import copy_optimizer, measured_affinity, reference_affinity, small_batch
 
 OPTIMIZERS = {
     "sgd": lambda: keras.optimizers.SGD(0.05),
@@ -56,7 +57,8 @@ def test_unsupported_optimizers_are_refused_with_the_valid_choices():
 
 
 def test_bad_config_values():
-    with pytest.raises(ValueError, match=r"Unknown affinity mode 'second'; valid modes: \('exact', 'first_order'\)"):
+    modes = r"\('exact', 'first_order', 'cosine', 'group_lookahead'\)"
+    with pytest.raises(ValueError, match=rf"Unknown affinity mode 'second'; valid modes: {modes}"):
         AffinityConfig(mode="second")
     with pytest.raises(ValueError, match="every_n_steps"):
         AffinityConfig(every_n_steps=0)
@@ -72,22 +74,16 @@ def test_bad_config_values():
             AffinityConfig(**{name: value})
 
 
-def small_batch(num_tasks=3, n=32, image=False, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(size=(n, 12, 12, 3) if image else (n, 6)).astype("float32")
-    y = {f"t{i}": rng.integers(0, 2, n).astype("int32") for i in range(num_tasks)}
-    return x, y
-
-
 @pytest.mark.parametrize("opt_name, image, xla", [("sgd", False, False), ("momentum", False, False),
                                                   ("adam", False, False), ("momentum", True, False),
                                                   ("momentum", True, True)])
 def test_exact_affinity_equals_the_reference(opt_name, image, xla):
-    """Also compiled with XLA (`jit_compile=True`, Keras' default on GPU machines)."""
+    """Also with the affinity step compiled with XLA (`AffinityConfig(jit_compile=True)`)."""
     x, y = small_batch(image=image)
     trunk = celeba_resnet_trunk(12, filters=4) if image else mlp_trunk(6, hidden=(8, 8))
-    model = build_multitask_model(trunk, list(y), affinity=AffinityConfig(every_n_steps=1))
-    model.compile(optimizer=OPTIMIZERS[opt_name](), jit_compile=xla)
+    model = build_multitask_model(trunk, list(y), affinity=AffinityConfig(every_n_steps=1, jit_compile=xla))
+    model.compile(optimizer=OPTIMIZERS[opt_name]())
+    assert model.affinity_jit_compile() == xla
     for seed in (1, 2, 3):  # a few steps first, so that momentum and moments are non-zero
         model.train_on_batch(*small_batch(image=image, seed=seed))
     expected = reference_affinity(model, model.optimizer, x, y)
@@ -95,6 +91,24 @@ def test_exact_affinity_equals_the_reference(opt_name, image, xla):
     # float32: Z = (1 − after/before) / lr loses digits to cancellation; agreement to 1e-5 absolute
     np.testing.assert_allclose(measured, expected, rtol=0, atol=1e-5)
     assert np.abs(expected).max() > 1e-3  # and the values are far from trivially small
+
+
+def test_affinity_steps_compile_with_xla_where_asked_and_supported():
+    def model(config=AffinityConfig(jit_compile="auto"), balancer=None, **compile_args):
+        built = build_multitask_model(mlp_trunk(6, hidden=(4,)), ["a", "b"], affinity=config, balancer=balancer)
+        built.compile(optimizer="sgd", **compile_args)
+        return built
+
+    assert model().affinity_jit_compile()  # one replica, every layer supports XLA: on CPU too
+    assert not model().jit_compile  # plain steps as compile() says (Keras: no XLA on CPU)
+    assert not model(AffinityConfig()).affinity_jit_compile()  # the default: as compile() says
+    assert model(AffinityConfig(), jit_compile=True).affinity_jit_compile()
+    assert not model(AffinityConfig(jit_compile=False), jit_compile=True).affinity_jit_compile()
+    assert model(AffinityConfig(jit_compile="true")).affinity_jit_compile()  # a command line's
+    assert not model(run_eagerly=True).affinity_jit_compile()
+    assert not model(balancer=PCGrad()).affinity_jit_compile()  # its random order differs under XLA
+    with pytest.raises(ValueError, match=r"jit_compile must be None \(.*\), 'auto', True or False, got 'sometimes'"):
+        AffinityConfig(jit_compile="sometimes")
 
 
 def test_first_order_approaches_exact_as_the_learning_rate_shrinks():

@@ -20,11 +20,10 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import time  # noqa: E402
-
 import numpy as np  # noqa: E402
-from absl import app, flags, logging  # noqa: E402
+from absl import app, flags  # noqa: E402
 
+from experiments.bench.common import train_in_turns  # noqa: E402
 from tag_tf.affinity import AffinityConfig  # noqa: E402
 from tag_tf.run import PRESETS, batches, build_network, load_data  # noqa: E402
 from tag_tf.selection import select_from_affinity, served, stability_text  # noqa: E402
@@ -56,17 +55,8 @@ def main(argv):
                 "every step (paper)": AffinityConfig(every_n_steps=1)}
     models = {name: build_network(config, data, data.tasks, affinity) for name, affinity in variants.items()}
     train = {name: batches(config, data, "train") for name in variants}  # one dataset each: the same batch order
-    seconds = {name: [] for name in variants}
     collected = AffinitySteps()  # on the auto run: where it collected
-    load = []
-    for epoch in range(config.train.epochs):
-        load.append(os.getloadavg()[0])
-        for name, model in models.items():
-            start = time.perf_counter()
-            model.fit(train[name], initial_epoch=epoch, epochs=epoch + 1, verbose=0, shuffle=False,
-                      callbacks=[collected] if name.startswith("auto") else [])
-            seconds[name].append(time.perf_counter() - start)
-        logging.info("epoch %d: %s", epoch + 1, ", ".join(f"{n} {s[-1]:.1f}s" for n, s in seconds.items()))
+    seconds, load = train_in_turns(models, train, config.train.epochs, {"auto (default)": [collected]})
     steps = int(models["plain"].optimizer.iterations.numpy())
 
     print(f"Settings: {config.data.dataset} ({len(data.tasks)} tasks in {len(data.planted_grouping)} planted groups), "

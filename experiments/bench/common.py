@@ -1,5 +1,6 @@
 """What several benchmarks share: the CelebA trunk's flags, the multi-head model of the serving
-benchmarks, and a line describing the machine.
+benchmarks, networks trained side by side in turns with every step timed, and a line describing
+the machine.
 
 A benchmark calls the `define_*_flags` it needs at import time (as Model Garden's
 `official/utils/flags` helpers are used), then reads them through absl's FLAGS:
@@ -14,11 +15,12 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 
 import keras
 import numpy as np
 import tensorflow as tf
-from absl import flags
+from absl import flags, logging
 
 from tag_tf.models import build_multitask_model, celeba_resnet_trunk
 from tag_tf.tasks import Task
@@ -51,6 +53,42 @@ def define_multihead_flags() -> None:
 def trunk() -> keras.Model:
     """A CelebA trunk as the flags say."""
     return celeba_resnet_trunk(FLAGS.image_size, filters=FLAGS.filters)
+
+
+class StepSeconds(keras.callbacks.Callback):
+    """Wall seconds of every training step, and whether it collected affinity."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds, self.affinity = [], []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._start = time.perf_counter()
+        self._steps = self._affinity_steps()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seconds.append(time.perf_counter() - self._start)
+        self.affinity.append(self._affinity_steps() > self._steps)
+
+    def _affinity_steps(self) -> float:
+        accumulator = self.model.affinity_accumulator
+        return float(accumulator.steps.numpy()) if accumulator is not None else 0.0
+
+
+def train_in_turns(models: dict, datasets: dict, epochs: int, callbacks: dict | None = None) -> tuple[dict, list]:
+    """Train every model of {name: model} one epoch at a time on its dataset, taking turns, so that
+    load from other processes falls on all alike; `callbacks`: {name: [callbacks]} for some.
+    Returns ({name: seconds of every epoch}, the 1-minute load average before every epoch)."""
+    seconds, load = {name: [] for name in models}, []
+    for epoch in range(epochs):
+        load.append(os.getloadavg()[0])
+        for name, model in models.items():
+            start = time.perf_counter()
+            model.fit(datasets[name], initial_epoch=epoch, epochs=epoch + 1, verbose=0, shuffle=False,
+                      callbacks=(callbacks or {}).get(name, []))
+            seconds[name].append(time.perf_counter() - start)
+        logging.info("epoch %d: %s", epoch + 1, ", ".join(f"{n} {s[-1]:.1f}s" for n, s in seconds.items()))
+    return seconds, load
 
 
 def multihead_networks(seed: int) -> tuple[list[keras.Model], dict[str, int]]:

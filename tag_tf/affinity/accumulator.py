@@ -7,7 +7,8 @@ their mean (Welford's update: M2 += (z − mean_before) · (z − mean_after)), 
 the cumulative sums at every epoch boundary, for per-epoch means; and the sums and counts of up
 to `blocks` blocks of consecutive affinity steps (one step per block until every block is used,
 then neighbouring blocks merge and each block holds twice as many), for the selection stability
-bootstrap (`tag_tf.selection.stability`).
+bootstrap (`tag_tf.selection.stability`). With candidate groups (mode="group_lookahead") it keeps
+the same sum, count and M2 for every (group, member) Z[G→j].
 
 >>> import keras, numpy as np
 >>> accumulator = AffinityAccumulator(["a", "b"], max_epochs=10, blocks=4)
@@ -43,12 +44,15 @@ class AffinityAccumulator:
       tasks: the task names, in the model's order.
       max_epochs: how many epoch boundaries are kept (the variables have a fixed shape).
       blocks: how many blocks of consecutive affinity steps are kept (even).
+      groups: the candidate groups whose lookahead is measured (task names), if any.
     """
 
-    def __init__(self, tasks: Sequence[str], max_epochs: int, blocks: int = 128):
+    def __init__(self, tasks: Sequence[str], max_epochs: int, blocks: int = 128,
+                 groups: Sequence[Sequence[str]] = ()):
         self.tasks = tuple(tasks)
         self.max_epochs = max_epochs
         self.num_blocks = blocks
+        self.groups = tuple(tuple(g) for g in groups)
 
     def build(self, owner) -> None:
         """Create the variables on `owner` (a Keras layer or model, which checkpoints them)."""
@@ -66,17 +70,19 @@ class AffinityAccumulator:
         self.block_count = owner.add_weight(shape=(self.num_blocks, k, k), name="affinity_block_count", **state)
         self.block_size = owner.add_weight(shape=(), name="affinity_block_size",
                                            **{**state, "initializer": "ones"})
+        if self.groups:
+            shape = (len(self.groups), k)
+            self.group_total = owner.add_weight(shape=shape, name="affinity_group_total", **state)
+            self.group_count = owner.add_weight(shape=shape, name="affinity_group_count", **state)
+            self.group_m2 = owner.add_weight(shape=shape, name="affinity_group_m2", **state)
 
-    def add(self, z, valid, skipped) -> None:
-        """Add one affinity step: Z [k, k] where `valid`, and the count of `skipped` samples."""
-        valid = tf.cast(valid, tf.float32)
-        z = tf.where(valid > 0, tf.cast(z, tf.float32), 0.0)
-        total, count = self.total.value + z, self.count.value + valid
-        mean_before = tf.math.divide_no_nan(self.total.value, self.count.value)
-        self.m2.assign_add(valid * (z - mean_before) * (z - tf.math.divide_no_nan(total, count)))
-        self.total.assign(total)
-        self.count.assign(count)
+    def add(self, z, valid, skipped, group_z=None, group_valid=None) -> None:
+        """Add one affinity step: Z [k, k] where `valid`, and the count of `skipped` samples (pairs
+        and groups); with candidate groups, also Z[G→j] [groups, k] where `group_valid`."""
+        z, valid = _welford(self.total, self.count, self.m2, z, valid)
         self._add_to_block(z, valid)
+        if self.groups:
+            _welford(self.group_total, self.group_count, self.group_m2, group_z, group_valid)
         self.skipped.assign_add(tf.reduce_sum(tf.cast(skipped, tf.float32)))
         self.steps.assign_add(1.0)
 
@@ -127,6 +133,15 @@ class AffinityAccumulator:
         count, mean, m2 = self.state()
         used = self.block_count.numpy().reshape(self.num_blocks, -1).sum(axis=1) > 0
         block_counts = self.block_count.numpy()[used]
+        group_affinity, group_stderr = {}, {}
+        if self.groups:
+            group_count = self.group_count.numpy().astype(np.float64)
+            group_mean = mean_affinity(self.group_total.numpy(), group_count)
+            group_se = standard_error(group_count, self.group_m2.numpy())
+            index = {t: j for j, t in enumerate(self.tasks)}
+            for g, group in enumerate(self.groups):
+                group_affinity[group] = {t: float(group_mean[g, index[t]]) for t in group}
+                group_stderr[group] = {t: float(group_se[g, index[t]]) for t in group}
         return TaskAffinity(
             tasks=self.tasks,
             matrix=mean,
@@ -136,4 +151,19 @@ class AffinityAccumulator:
             stderr=standard_error(count, m2),
             blocks=tuple(mean_affinity(t, c) for t, c in zip(self.block_total.numpy()[used], block_counts)),
             block_counts=tuple(c.astype(np.int64) for c in block_counts),
+            group_affinity=group_affinity,
+            group_stderr=group_stderr,
         )
+
+
+def _welford(total, count, m2, z, valid):
+    """Add the samples `z` where `valid` to the running (total, count, M2) variables (Welford's
+    update); returns (z with invalid entries zeroed, valid as float)."""
+    valid = tf.cast(valid, tf.float32)
+    z = tf.where(valid > 0, tf.cast(z, tf.float32), 0.0)
+    new_total, new_count = total.value + z, count.value + valid
+    mean_before = tf.math.divide_no_nan(total.value, count.value)
+    m2.assign_add(valid * (z - mean_before) * (z - tf.math.divide_no_nan(new_total, new_count)))
+    total.assign(new_total)
+    count.assign(new_count)
+    return z, valid

@@ -5,6 +5,11 @@ the step the optimizer would take on θs from task i's loss alone (`tag_tf.affin
 
     Z[i, j] = 1 − L_j(X; θs − Δi, θj) / L_j(X; θs, θj)              (mode="exact")
     Z[i, j] ≈ (∇θs L_j · Δi) / L_j(X; θs, θj)                        (mode="first_order")
+    Z[i, j] = (g_i · g_j) / (|g_i| |g_j|),  g_i = ∇θs L_i             (mode="cosine", symmetric)
+    Z[G, j] = 1 − L_j(X; θs − Δ_G, θj) / L_j(X; θs, θj),  j in G     (mode="group_lookahead")
+
+with Δ_G the step the optimizer would take from the summed loss Σ_{i in G} L_i (its gradient is
+the sum of the members' per-task gradients; `tag_tf.affinity.groups`).
 
 The first-order form is the Taylor expansion of the exact one (L_j(θ − Δ) ≈ L_j − ∇L_j · Δ) and
 needs no extra forward pass. `A[source, target]`, the run's affinity, is the mean of Z over the
@@ -37,18 +42,34 @@ def first_order_affinity(before, gradient_dots):
     return tf.cast(gradient_dots, tf.float32) / tf.cast(before, tf.float32)[None, :]
 
 
-def valid_samples(before, after, z, labelled):
-    """Which Z[i, j] count: both tasks labelled in the batch, losses finite and non-zero.
+def cosine_affinity(gram):
+    """Z[i, j] = gram[i, j] / sqrt(gram[i, i] · gram[j, j]), `gram[i, j]` = g_i · g_j: the cosine
+    similarity of the tasks' gradients (NaN where a gradient is zero).
 
-    Returns (valid [n, n] bool, skipped [n, n] bool): `skipped` marks labelled pairs rejected for a
-    zero or non-finite loss (counted, never averaged in).
+    >>> g = np.array([[1.0, 0.0], [1.0, 1.0]])            # two tasks' gradients, one row each
+    >>> np.round(np.float64(cosine_affinity(g @ g.T)), 4).tolist()
+    [[1.0, 0.7071], [0.7071, 1.0]]
+    """
+    gram = tf.cast(gram, tf.float32)
+    norms = tf.sqrt(tf.linalg.diag_part(gram))
+    return gram / (norms[:, None] * norms[None, :])
+
+
+def valid_samples(before, after, z, labelled, source_labelled=None):
+    """Which Z[i, j] count: source and target labelled in the batch, losses finite and non-zero.
+
+    `labelled[j]`: task j has labelled examples in the batch; `source_labelled[i]`: the source i
+    (a task, or a group with all its tasks labelled) does; default `labelled`. Returns
+    (valid [sources, n] bool, skipped [sources, n] bool): `skipped` marks labelled pairs rejected
+    for a zero or non-finite loss (counted, never averaged in).
 
     >>> valid, skipped = valid_samples([1.0, 0.0], np.ones((2, 2)), np.zeros((2, 2)), [True, True])
     >>> valid.numpy().tolist(), skipped.numpy().tolist()      # task 1's loss is 0: no Z onto it
     ([[True, False], [True, False]], [[False, True], [False, True]])
     """
     labelled = tf.cast(labelled, tf.bool)
-    both = tf.logical_and(labelled[:, None], labelled[None, :])
+    source_labelled = labelled if source_labelled is None else tf.cast(source_labelled, tf.bool)
+    both = tf.logical_and(source_labelled[:, None], labelled[None, :])
     before = tf.cast(before, tf.float32)
     finite = tf.logical_and(tf.math.is_finite(before), tf.not_equal(before, 0.0))[None, :]
     finite = tf.logical_and(finite, tf.math.is_finite(tf.cast(after, tf.float32)))

@@ -8,6 +8,9 @@
 >>> loaded = TaskAffinity.from_json(result.to_json())
 >>> loaded.matrix[1, 0], loaded.stderr[0, 1]
 (np.float64(0.25), np.float64(0.1))
+>>> grouped = TaskAffinity(tasks=("a", "b"), matrix=np.eye(2), group_affinity={("a", "b"): {"a": 1.5, "b": 1.25}})
+>>> grouped.to_json()["group_lookahead"]           # groups by task name
+[{'group': ['a', 'b'], 'affinity': {'a': 1.5, 'b': 1.25}, 'stderr': {}}]
 """
 
 from __future__ import annotations
@@ -31,13 +34,16 @@ class TaskAffinity:
       epochs: one [n, n] matrix per epoch (same orientation), the mean over that epoch.
       steps: the number of affinity steps that went into `matrix`.
       skipped: the number of (step, source, target) samples left out because a loss was zero or
-        not finite.
+        not finite (sources: tasks, and the candidate groups of mode="group_lookahead").
       stderr: float [n, n] (same orientation): the standard error of each entry of `matrix`, from
         the running variance of its samples (NaN below two samples); None in files written before
         it was recorded.
       blocks: means [n, n] of blocks of consecutive affinity steps, in order (the samples the
         selection stability bootstrap resamples; `tag_tf.selection.stability`); empty in older files.
       block_counts: the number of samples behind each entry of each block.
+      group_affinity: mode="group_lookahead": {group (task names): {member: mean Z[G→member]}},
+        the lookahead on the group's summed loss onto each of its members (NaN: no sample).
+      group_stderr: the standard errors of `group_affinity`'s entries (same keys).
     """
 
     tasks: tuple[str, ...]
@@ -48,6 +54,8 @@ class TaskAffinity:
     stderr: np.ndarray | None = None
     blocks: tuple[np.ndarray, ...] = ()
     block_counts: tuple[np.ndarray, ...] = ()
+    group_affinity: dict = dataclasses.field(default_factory=dict)
+    group_stderr: dict = dataclasses.field(default_factory=dict)
 
     def to_json(self, path: str | None = None) -> dict:
         """The JSON form (task names, matrices as nested lists [source][target], null where no
@@ -65,6 +73,11 @@ class TaskAffinity:
         if self.blocks:
             data["blocks"] = [{"mean": _nested(m), "count": np.asarray(c, np.int64).tolist()}
                               for m, c in zip(self.blocks, self.block_counts)]
+        if self.group_affinity:
+            data["group_lookahead"] = [
+                {"group": list(group), "affinity": {t: _number(v) for t, v in values.items()},
+                 "stderr": {t: _number(v) for t, v in self.group_stderr.get(group, {}).items()}}
+                for group, values in self.group_affinity.items()]
         if path is not None:
             write_json_atomic(path, data)
         return data
@@ -78,6 +91,7 @@ class TaskAffinity:
             with open(data_or_path) as f:
                 data = json.load(f)
         blocks = data.get("blocks", [])
+        groups = data.get("group_lookahead", [])
         return cls(
             tasks=tuple(data["tasks"]),
             matrix=_array(data["matrix"]),
@@ -87,6 +101,8 @@ class TaskAffinity:
             stderr=_array(data["stderr"]) if "stderr" in data else None,
             blocks=tuple(_array(b["mean"]) for b in blocks),
             block_counts=tuple(np.array(b["count"], np.int64) for b in blocks),
+            group_affinity={tuple(g["group"]): _floats(g["affinity"]) for g in groups},
+            group_stderr={tuple(g["group"]): _floats(g["stderr"]) for g in groups},
         )
 
 
@@ -95,6 +111,16 @@ def _array(nested: list) -> np.ndarray:
     return np.array(nested, np.float64)
 
 
+def _number(value: float) -> float | None:
+    """A float, with NaN (no sample) as None."""
+    return None if not np.isfinite(value) else float(value)
+
+
 def _nested(matrix: np.ndarray) -> list:
     """A matrix as nested lists, with NaN (no sample) as None."""
-    return [[None if not np.isfinite(v) else float(v) for v in row] for row in np.asarray(matrix)]
+    return [[_number(v) for v in row] for row in np.asarray(matrix)]
+
+
+def _floats(values: dict) -> dict:
+    """{task: value} with None (no sample) as NaN."""
+    return {t: float("nan") if v is None else float(v) for t, v in values.items()}

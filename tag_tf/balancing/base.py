@@ -46,9 +46,14 @@ class BalanceInputs:
 
 
 class Balancer:
-    """Base: equal weighting. Subclasses override what they change (see the module docstring)."""
+    """Base: equal weighting. Subclasses override what they change (see the module docstring).
+
+    `supports_jit` (like a Keras layer's): whether a step computes the same under XLA;
+    `AffinityConfig(jit_compile="auto")` compiles the affinity steps with XLA only when it is True.
+    """
 
     name = "equal"
+    supports_jit = True
 
     def get_config(self) -> dict:
         return {}

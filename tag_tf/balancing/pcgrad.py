@@ -73,6 +73,7 @@ class PCGrad(Balancer):
     """
 
     name = "pcgrad"
+    supports_jit = False  # XLA draws other numbers from a stateless RNG whose seed is no constant (the step)
 
     def __init__(self, seed: int = 0):
         self.seed = int(seed)

@@ -1,6 +1,7 @@
-"""The entry points: `select_groups` (affinity), `select_from_costs` (measured networks, HOA) and
+"""The entry points: `select_groups` (affinity), `select_from_costs` (measured networks, HOA),
 `select_from_affinity` (a run's `TaskAffinity`, pairs without samples taken as 0, each grouping
-with its bootstrap stability).
+with its bootstrap stability) and `select_from_group_lookahead` (groups scored from their measured
+lookahead, `AffinityConfig(mode="group_lookahead")`).
 
 Which solver runs: ``method="auto"`` uses the subset DP up to 15 tasks, the MILP up to 22 (falling
 back to the heuristic and its LP bound when the MILP would be too large), the heuristic beyond
@@ -24,8 +25,8 @@ from tag_tf.selection.dp import _budget_units, _solve_dp
 from tag_tf.selection.heuristic import _heuristic
 from tag_tf.selection.instance import _affinity_instance, _candidate_instance, _Instance, _served_table
 from tag_tf.selection.milp import _column_generation, _columns, _meets, _solve_milp
-from tag_tf.selection.result import Grouping
-from tag_tf.selection.scores import members_of, singleton_scores
+from tag_tf.selection.result import SENSES, Grouping
+from tag_tf.selection.scores import measured_group_scores, members_of, singleton_scores
 from tag_tf.selection.stability import stability
 
 METHODS = ("auto", "exact", "heuristic", "brute_force")
@@ -104,18 +105,21 @@ def select_groups(matrix, num_groups: int, *, tasks: Sequence[str] | None = None
 
 def select_from_costs(results: Mapping[Sequence[str], Mapping[str, float]], budget: float,
                       network_cost: Mapping[Sequence[str], float] | None = None, *,
-                      tasks: Sequence[str] | None = None) -> Grouping:
+                      tasks: Sequence[str] | None = None, sense: str = "minimize") -> Grouping:
     """HOA-style selection from trained networks: minimise the total per-task loss within a budget.
 
     Every candidate network is a group of tasks with a measured loss (or error) for each of them.
     Choose networks of total cost at most `budget` covering every task; each task is served by its
     lowest-loss chosen network; minimise the sum. Always exact (same core as `select_groups`).
+    With ``sense="maximize"`` the values are scores (higher is better; each task is served by its
+    best chosen network, and the total is maximised).
 
     Args:
       results: group (tuple of task names) -> {task: loss} for exactly the group's tasks.
       budget: the most the chosen networks may cost in total.
       network_cost: group -> cost; groups not listed cost 1.0 (HOA uses 0.5 for half-size networks).
       tasks: all task names in order; default: order of first appearance in `results`.
+      sense: "minimize" (losses) or "maximize" (scores).
 
     >>> results = {("a", "b"): {"a": 0.30, "b": 0.30}, ("a",): {"a": 0.20}, ("b",): {"b": 0.25}}
     >>> g = select_from_costs(results, budget=1.0, network_cost={("a",): 0.5, ("b",): 0.5})
@@ -125,6 +129,7 @@ def select_from_costs(results: Mapping[Sequence[str], Mapping[str, float]], budg
     (('a', 'b'),)
     """
     start = time.perf_counter()
+    sign = -1.0 if _check_choice(sense, SENSES, "sense") == "minimize" else 1.0
     groups, losses = _check_results(results)
     names = _check_cost_tasks(tasks, groups)
     n = len(names)
@@ -138,7 +143,7 @@ def select_from_costs(results: Mapping[Sequence[str], Mapping[str, float]], budg
     for g, (group, loss) in enumerate(zip(groups, losses)):
         for task in group:
             members[g, index[task]] = True
-            values[g, index[task]] = -loss[task]
+            values[g, index[task]] = sign * loss[task]
     level_costs, levels = np.unique(costs, return_inverse=True)
     instance = _candidate_instance(members, values, levels, level_costs, budget)
     table = _served_table(instance)
@@ -152,7 +157,43 @@ def select_from_costs(results: Mapping[Sequence[str], Mapping[str, float]], budg
                          f"(network costs range {level_costs.min()}..{level_costs.max()}, "
                          f"all {len(groups)} cost {costs.sum()})")
     return _finish(instance, _groups_of(instance, served), names, method=method, bound=bound,
-                   optimal=optimal, start=start, sense="minimize", budget=budget)
+                   optimal=optimal, start=start, sense=sense, budget=budget)
+
+
+def select_from_group_lookahead(affinity, num_groups: int, *, singleton: float = 0.0) -> Grouping:
+    """Choose at most `num_groups` groups from the candidate groups whose lookahead was measured
+    (`AffinityConfig(mode="group_lookahead")`), scoring each from measurement instead of from the
+    pairwise averages of `select_groups`; every other task may only be served alone.
+
+    `affinity`: a `TaskAffinity` (or anything with ``tasks``, ``matrix`` [source, target] and
+    ``group_affinity`` {group: {member: Z[G→member]}}); the score of task t in measured group G is
+    `measured_group_scores`' (Z[G→t] − A[t, t]) / (|G| − 1), a task alone scores `singleton` (0,
+    like `select_groups`' default). Candidate groups with a member without samples are left out
+    (with a warning). Exact, by `select_from_costs` (maximising, every network costing 1).
+
+    >>> from types import SimpleNamespace
+    >>> affinity = SimpleNamespace(tasks=("a", "b", "c"), matrix=np.diag([1.0, 1.0, 1.0]),
+    ...     group_affinity={("a", "b"): {"a": 1.5, "b": 1.5}, ("a", "c"): {"a": 1.25, "c": 0.5},
+    ...                     ("a", "b", "c"): {"a": 1.75, "b": 1.25, "c": 1.5}})
+    >>> select_from_group_lookahead(affinity, 1).groups      # scores a 0.375, b 0.125, c 0.25
+    (('a', 'b', 'c'),)
+    >>> g = select_from_group_lookahead(affinity, 2)         # a and b score 0.5 each in {a, b}
+    >>> g.groups, g.assignment, g.score
+    ((('a', 'b', 'c'), ('a', 'b')), {'a': 1, 'b': 1, 'c': 0}, 1.25)
+    """
+    tasks = list(affinity.tasks)
+    scores = measured_group_scores(affinity.group_affinity, affinity.matrix, tasks)
+    incomplete = [g for g, values in scores.items() if not all(np.isfinite(v) for v in values.values())]
+    if incomplete:
+        logging.warning("candidate groups with a member without samples are left out: %s", incomplete)
+    results = {(t,): {t: float(singleton)} for t in tasks}
+    results.update({g: values for g, values in scores.items() if g not in incomplete and len(g) > 1})
+    k = _check_positive_int(num_groups, "num_groups")
+    largest = max(len(g) for g in results)
+    if k * largest < len(tasks):
+        raise ValueError(f"num_groups={k}: {k} of the measured groups (at most {largest} tasks each) cannot cover "
+                         f"the {len(tasks)} tasks; measure larger groups or allow more networks")
+    return select_from_costs(results, budget=k, tasks=tasks, sense="maximize")
 
 
 def select_from_affinity(affinity, num_groups: Sequence[int], *, resamples: int = 100, seed: int = 0,

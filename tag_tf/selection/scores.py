@@ -57,6 +57,24 @@ def group_scores(matrix: np.ndarray, members: np.ndarray, singleton: np.ndarray)
     return np.where(members, scores, -np.inf)
 
 
+def measured_group_scores(group_affinity, matrix, tasks) -> dict:
+    """{group: {t: (Z[G→t] − A[t, t]) / (|G| − 1)}}: per member t of each measured group G (groups
+    of 2 or more tasks), the gain onto t of the lookahead on the group's summed loss over t's own
+    lookahead, per other member. When the members' effects add up (first order) it equals
+    `group_scores`' mean of A[o, t] over the other members o, up to a constant per target (the
+    optimizer's momentum, which every step onto t carries once); measured, it also holds how the
+    other members' steps interact. `matrix` is A[source, target]; `group_affinity`
+    {group (task names): {member: mean Z[G→member]}} (`TaskAffinity.group_affinity`).
+
+    >>> measured_group_scores({("a", "b", "c"): {"a": 3.0, "b": 2.0, "c": 1.0}}, np.eye(3), ["a", "b", "c"])
+    {('a', 'b', 'c'): {'a': 1.0, 'b': 0.5, 'c': 0.0}}
+    """
+    index = {t: i for i, t in enumerate(tasks)}
+    return {tuple(group): {t: (float(z) - float(matrix[index[t], index[t]])) / (len(group) - 1)
+                           for t, z in values.items()}
+            for group, values in group_affinity.items() if len(group) > 1}
+
+
 def served_set_values(matrix: np.ndarray, served: np.ndarray, singleton: np.ndarray, *,
                       overlap: bool = True, max_group_size: int | None = None,
                       return_groups: bool = False):

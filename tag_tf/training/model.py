@@ -46,6 +46,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import tensorflow as tf
+from keras.src.trainers.trainer import model_supports_jit  # the rule Keras' jit_compile="auto" applies
 
 from tag_tf import affinity as affinity_lib
 from tag_tf import dense
@@ -124,8 +125,12 @@ class MultiTaskModel(keras.Model):
         self.balancer.build(self)
         self.balancer_metrics = self.balancer.metrics  # tracked, so that Keras resets them every epoch
         self.affinity_accumulator = None
+        self.affinity_groups = ()
         if affinity is not None:
-            self.affinity_accumulator = AffinityAccumulator(names, affinity.max_epochs, affinity.bootstrap_blocks)
+            if affinity.mode == "group_lookahead":
+                self.affinity_groups = affinity_lib.candidate_groups(affinity, names)
+            self.affinity_accumulator = AffinityAccumulator(names, affinity.max_epochs, affinity.bootstrap_blocks,
+                                                            self.affinity_groups)
             self.affinity_accumulator.build(self)
         self.affinity_schedule = AffinitySchedule(affinity)
         self.affinity_schedule.build(self)
@@ -332,41 +337,81 @@ class MultiTaskModel(keras.Model):
     # -- affinity ---------------------------------------------------------------------------------
 
     def _collect_affinity(self, x, y, sample_weight, shared_grads, before, global_counts):
-        """Z of every (source, target) pair on this batch, added to the accumulator.
+        """Z of every (source, target) pair on this batch (and of every candidate group onto its
+        members), added to the accumulator; the formulas of each mode: `tag_tf.affinity.estimates`.
 
         `shared_grads`: per task, the gradient of its global loss on the shared variables (summed
         over replicas, unscaled, without Task.weight); `before`: the global task losses."""
         shared = self.shared_variables
+        mode = self.affinity_config.mode
+        labelled = global_counts > 0
+        if mode == "cosine":
+            gram = tf.stack([tf.stack([gradient_dot(g_i, g_j) for g_j in shared_grads]) for g_i in shared_grads])
+            z = affinity_lib.cosine_affinity(gram)
+            valid, skipped = affinity_lib.valid_samples(before, z, z, labelled)  # z NaN: a zero gradient
+            self.affinity_accumulator.add(z, valid, skipped)
+            return
         deltas = [affinity_lib.lookahead_deltas(self.optimizer, g, shared) for g in shared_grads]
-        if self.affinity_config.mode == "exact":
-            after = self.lookahead_losses(x, y, deltas, sample_weight, global_counts)  # one all-reduce fewer
-            z = affinity_lib.exact_affinity(before, after)
-        else:
+        if mode == "first_order":
             dots = tf.stack([tf.stack([gradient_dot(g_j, delta_i) for g_j in shared_grads]) for delta_i in deltas])
             after = before[None, :] - dots  # the first-order estimate of the lookahead losses
             z = affinity_lib.first_order_affinity(before, dots)
-        if self.affinity_config.normalize_by_lr:
-            z = z / affinity_lib.current_learning_rate(self.optimizer)
-        valid, skipped = affinity_lib.valid_samples(before, after, z, global_counts > 0)
-        self.affinity_accumulator.add(z, valid, skipped)
+        else:
+            after = self.lookahead_losses(x, y, deltas, sample_weight, global_counts)  # one all-reduce fewer
+            z = affinity_lib.exact_affinity(before, after)
+        lr = affinity_lib.current_learning_rate(self.optimizer)
+        scale = 1.0 / lr if self.affinity_config.normalize_by_lr else 1.0
+        valid, skipped = affinity_lib.valid_samples(before, after, z * scale, labelled)
+        group_z = group_valid = None
+        if self.affinity_groups:
+            members = tf.constant(affinity_lib.membership(self.affinity_groups, [t.name for t in self.tasks]))
+            after = self._group_lookahead_losses(x, y, shared_grads, members, sample_weight, global_counts)
+            group_z = affinity_lib.exact_affinity(before, after) * scale
+            all_labelled = tf.reduce_all(tf.logical_or(labelled[None, :], tf.logical_not(members)), axis=1)
+            group_valid, group_skipped = affinity_lib.valid_samples(before, after, group_z, labelled, all_labelled)
+            group_valid = tf.logical_and(group_valid, members)
+            skipped = tf.concat([skipped, tf.logical_and(group_skipped, members)], axis=0)
+        self.affinity_accumulator.add(z * scale, valid, skipped, group_z, group_valid)
+
+    def _lookahead_sums(self, x, y, delta, sample_weight):
+        """This replica's per-task (loss sums, counts) on this batch with the shared variables at
+        θs − `delta` (one tensor per shared variable) and every other variable as it is."""
+        step = {id(v): d for v, d in zip(self.shared_variables, delta)}
+        trainable = [v.value - step[id(v)] if id(v) in step else v.value for v in self.trainable_variables]
+        outputs, _ = self.stateless_call(trainable, [v.value for v in self.non_trainable_variables], x, training=True)
+        return self._task_sums(y, outputs, sample_weight)
 
     def lookahead_losses(self, x, y, deltas, sample_weight=None, global_counts=None) -> tf.Tensor:
         """after[i, j]: the global mean loss of task j on this batch with the shared variables at
         θs − Δi (`deltas[i]`: one tensor per shared variable) and every other variable as it is;
         training=True, moving statistics of the lookahead discarded (`stateless_call`).
         `global_counts`: the batch's labelled-example counts over all replicas, if known."""
-        shared = self.shared_variables
-        non_trainable = [v.value for v in self.non_trainable_variables]
-        rows = []
-        for delta in deltas:
-            step = {id(v): d for v, d in zip(shared, delta)}
-            trainable = [v.value - step[id(v)] if id(v) in step else v.value for v in self.trainable_variables]
-            outputs, _ = self.stateless_call(trainable, non_trainable, x, training=True)
-            sums, counts = self._task_sums(y, outputs, sample_weight)
-            rows.append(sums)
+        stacked = [tf.stack(per_variable) for per_variable in zip(*deltas)]  # [k, *shape] per variable
+        return self._lookahead_rows(x, y, stacked, lambda delta: delta, sample_weight, global_counts)
+
+    def _group_lookahead_losses(self, x, y, shared_grads, members, sample_weight, global_counts) -> tf.Tensor:
+        """after[G, j]: the global mean loss of task j with the shared variables at θs − Δ_G, Δ_G the
+        optimizer's step from the summed gradient of the tasks of group G (`members` [groups, k])."""
+        stacked = [tf.stack(per_variable) for per_variable in zip(*shared_grads)]  # [k, *shape] per variable
+
+        def group_delta(member_row):
+            weights = tf.cast(member_row, tf.float32)
+            grads = [tf.tensordot(weights, g, axes=1) for g in stacked]
+            return affinity_lib.lookahead_deltas(self.optimizer, grads, self.shared_variables)
+
+        return self._lookahead_rows(x, y, members, group_delta, sample_weight, global_counts)
+
+    def _lookahead_rows(self, x, y, elements, delta_of, sample_weight, global_counts) -> tf.Tensor:
+        """One row of global mean task losses per element of `elements` (a tensor, or a list of
+        tensors, with one leading entry per row), at θs − `delta_of(element)`: one lookahead forward
+        each, in a `tf.map_fn` loop, which is traced once whatever the number of rows (an unrolled
+        loop traced every forward: 1.6x the first epoch on the demo, BENCHMARKS.md)."""
+        spec = tf.TensorSpec((len(self.tasks),), tf.float32)
+        sums, counts = tf.map_fn(lambda e: self._lookahead_sums(x, y, delta_of(e), sample_weight), elements,
+                                 fn_output_signature=(spec, spec))
         if global_counts is None:
-            global_counts = sum_over_replicas(counts)
-        return tf.math.divide_no_nan(sum_over_replicas(tf.stack(rows)), global_counts[None, :])
+            global_counts = sum_over_replicas(counts[-1])
+        return tf.math.divide_no_nan(sum_over_replicas(sums), global_counts[None, :])
 
     def make_train_function(self, force=False):
         """Keras' train function, dispatching to the affinity step as `AffinitySchedule` says."""
@@ -381,7 +426,12 @@ class MultiTaskModel(keras.Model):
                 f"Affinity collection needs steps_per_execution=1 in compile(), got {self.steps_per_execution}."
             )
         plain = self.train_function
-        lookahead = self._make_function(self.affinity_train_step)  # Keras' own wrapper (strategy.run)
+        plain_jit_compile = self.jit_compile
+        self._jit_compile = self.affinity_jit_compile()  # what Keras' wrapper reads when it builds the function
+        try:
+            lookahead = self._make_function(self.affinity_train_step)  # Keras' own wrapper (strategy.run)
+        finally:
+            self._jit_compile = plain_jit_compile
 
         def train_function(iterator):
             return self.affinity_schedule.run(int(self.optimizer.iterations.numpy()), plain, lookahead,
@@ -389,6 +439,19 @@ class MultiTaskModel(keras.Model):
 
         self.train_function = train_function
         return train_function
+
+    def affinity_jit_compile(self) -> bool:
+        """Whether `fit()` compiles the affinity steps with XLA (`AffinityConfig.jit_compile`; None:
+        as compile() resolved `jit_compile`; "auto": when one replica trains, not eagerly, the
+        balancer computes the same under XLA, and Keras' own check accepts the model: every layer
+        supports XLA and op determinism is off)."""
+        setting = self.affinity_config.jit_compile
+        if setting is None:
+            return bool(self.jit_compile)
+        if setting != affinity_lib.AUTO:
+            return bool(setting)
+        return (not self.run_eagerly and self.distribute_strategy.num_replicas_in_sync == 1
+                and self.balancer.supports_jit and model_supports_jit(self))
 
     def affinity_train_step(self, data):
         """`train_step(data, collect_affinity=True)`: what affinity steps run."""
