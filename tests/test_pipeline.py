@@ -271,3 +271,35 @@ def test_dense_scenes_preset_runs_every_stage_with_real_dense_metrics(tmp_path):
     assert "ΔMTL vs single-task is the headline" in summary
     assert f"tag_k2 vs single_task  {100 * np.mean(changes):+.2f} (1 seed: no interval)" in summary
     assert f"<td>ΔMTL {100 * np.mean(changes):+.2f}%</td>" in page  # the selection table's test result
+
+
+def test_select_stage_chooses_from_measured_group_lookaheads(tmp_path):
+    """An affinity.json with group lookaheads (mode="group_lookahead"): the select stage scores the
+    measured groups, (Z[G→t] − A[t, t]) / (|G| − 1), not pairwise averages."""
+    from tag_tf.affinity import TaskAffinity
+
+    config = TINY.replace(planted_groups=1, tasks_per_group=3, num_groups=(1, 2), affinity_mode="group_lookahead")
+    names = ["g0_t0", "g0_t1", "g0_t2"]
+    run_dir = RunDir(str(tmp_path))
+    # pairwise: t0 and t1 help each other most; measured: {t0, t2} scores t0 (3 − 1) / 1 = 2, t2 2;
+    # {t0, t1}: 0.5 each; {t0, t1, t2}: t0 (2 − 1) / 2, t1 (1.5 − 1) / 2, t2 (3 − 1) / 2: 0.5 + 0.25 + 1
+    matrix = np.array([[1.0, 2.0, 0.0], [2.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    groups = {("g0_t0", "g0_t1"): {"g0_t0": 1.5, "g0_t1": 1.5}, ("g0_t0", "g0_t2"): {"g0_t0": 3.0, "g0_t2": 3.0},
+              ("g0_t1", "g0_t2"): {"g0_t1": 0.0, "g0_t2": 0.0},
+              ("g0_t0", "g0_t1", "g0_t2"): {"g0_t0": 2.0, "g0_t1": 1.5, "g0_t2": 3.0}}
+    write_json_atomic(run_dir.affinity, TaskAffinity(tasks=tuple(names), matrix=matrix, steps=5,
+                                                     group_affinity=groups).to_json())
+    stages.select_stage(stages.Run(config, tag_run.load_data(config), run_dir, False, stages.RunReport()))
+    k1, k2 = selection.load_selection(run_dir.selection)[1]
+    assert k1.groups == (("g0_t0", "g0_t1", "g0_t2"),) and k1.score == pytest.approx(1.75)
+    # k = 2: {t0, t2} serves t0 and t2 (2 + 2), {t0, t1} serves t1 (0.5; in {t0, t1, t2} 0.25, alone 0)
+    assert sorted(k2.groups) == [("g0_t0", "g0_t1"), ("g0_t0", "g0_t2")]
+    assert k2.score == pytest.approx(4.5) and k2.assignment["g0_t1"] == k2.groups.index(("g0_t0", "g0_t1"))
+
+
+def test_a_group_lookahead_budget_that_cannot_cover_the_tasks_fails_before_training(tmp_path):
+    config = TINY.replace(num_groups=(2,), affinity_mode="group_lookahead", affinity_max_group_size=3)
+    with pytest.raises(ValueError, match=r"num_groups=2: 2 of the measured groups \(at most 3 tasks each\) cannot "
+                                         r"cover the 9 tasks"):
+        tag_run.run(config, str(tmp_path / "run"))
+    assert not os.path.exists(tmp_path / "run" / "affinity.json")

@@ -37,7 +37,7 @@ import tensorflow as tf
 from absl import logging
 
 from tag_tf import baselines, grouped, hoa, selection
-from tag_tf.affinity import TaskAffinity
+from tag_tf.affinity import TaskAffinity, candidate_groups
 from tag_tf.deployment import write_deployment
 from tag_tf.distribute import barrier, is_chief, strategy_from_name
 from tag_tf.export import export_multihead
@@ -111,6 +111,7 @@ def run(config: RunConfig, run_dir: str, overwrite: bool = False) -> RunReport:
     scratch = None if is_chief(strategy) else tempfile.mkdtemp(prefix="tag_tf-worker-")
     try:
         context = Run(config, load_data(config), paths, overwrite, RunReport(), RunDir(scratch or run_dir), strategy)
+        check_group_lookahead(config, context.names)
         write_json_atomic(context.out.config, config.to_json())
         rerun = overwrite
         for stage in STAGES:
@@ -131,6 +132,15 @@ def run(config: RunConfig, run_dir: str, overwrite: bool = False) -> RunReport:
     return context.report
 
 
+def check_group_lookahead(config: RunConfig, names: list[str]) -> None:
+    """Before any training: with mode="group_lookahead", the candidate groups are valid for these
+    tasks and every budget k can cover them (ValueError naming the problem)."""
+    if config.affinity.mode == "group_lookahead":
+        largest = max(len(g) for g in candidate_groups(config.affinity, names))
+        for k in config.selection.num_groups:
+            selection.check_group_budget(k, largest, len(names))
+
+
 def affinity_stage(run: Run) -> None:
     """Train the all-in-one network with affinity collection; write affinity.json."""
     model = build_network(run.config, run.data, run.data.tasks, run.config.affinity)
@@ -144,9 +154,13 @@ def affinity_stage(run: Run) -> None:
 
 
 def select_stage(run: Run) -> None:
-    """Select TAG's grouping for every budget k; write selection.json."""
+    """Select TAG's grouping for every budget k; write selection.json. With measured group
+    lookaheads (`AffinityConfig(mode="group_lookahead")`), from them (`select_from_group_lookahead`)."""
     affinity = TaskAffinity.from_json(run.dir.affinity)
-    groupings = selection.select_from_affinity(affinity, run.config.selection.num_groups)
+    if affinity.group_affinity:
+        groupings = [selection.select_from_group_lookahead(affinity, k) for k in run.config.selection.num_groups]
+    else:
+        groupings = selection.select_from_affinity(affinity, run.config.selection.num_groups)
     selection.save_selection(run.out.selection, list(affinity.tasks), groupings)
 
 

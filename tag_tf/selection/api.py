@@ -189,11 +189,23 @@ def select_from_group_lookahead(affinity, num_groups: int, *, singleton: float =
     results = {(t,): {t: float(singleton)} for t in tasks}
     results.update({g: values for g, values in scores.items() if g not in incomplete and len(g) > 1})
     k = _check_positive_int(num_groups, "num_groups")
-    largest = max(len(g) for g in results)
-    if k * largest < len(tasks):
-        raise ValueError(f"num_groups={k}: {k} of the measured groups (at most {largest} tasks each) cannot cover "
-                         f"the {len(tasks)} tasks; measure larger groups or allow more networks")
+    check_group_budget(k, max(len(g) for g in results), len(tasks))
     return select_from_costs(results, budget=k, tasks=tasks, sense="maximize")
+
+
+def check_group_budget(num_groups: int, largest: int, num_tasks: int) -> None:
+    """ValueError unless `num_groups` measured groups of at most `largest` tasks can cover
+    `num_tasks` tasks (what `select_from_group_lookahead` needs; the pipeline checks it before any
+    training).
+
+    >>> check_group_budget(2, 3, 9)
+    Traceback (most recent call last):
+    ...
+    ValueError: num_groups=2: 2 of the measured groups (at most 3 tasks each) cannot cover the 9 tasks; measure larger groups or allow more networks
+    """
+    if num_groups * largest < num_tasks:
+        raise ValueError(f"num_groups={num_groups}: {num_groups} of the measured groups (at most {largest} tasks "
+                         f"each) cannot cover the {num_tasks} tasks; measure larger groups or allow more networks")
 
 
 def select_from_affinity(affinity, num_groups: Sequence[int], *, resamples: int = 100, seed: int = 0,
