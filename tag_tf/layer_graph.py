@@ -44,13 +44,13 @@ def nearest_shared_layers(model: keras.Model, shared: Sequence) -> list:
     """
     candidates = [layer for layer in shared_layers(model, shared) if hasattr(layer, "kernel")]
     ids = {id(layer) for layer in candidates}
-    found, upstream = {}, {}
+    found, upstream, seen = {}, {}, set()
     for output in tf.nest.flatten(model.outputs):
         _walk_back(output, lambda layer: id(layer) in ids, found, set())
-    for layer in found.values():
+    for layer in found.values():  # one walk over everything above the found layers
         for node in layer._inbound_nodes:
             for tensor in node.input_tensors:
-                _walk_back(tensor, lambda _: True, upstream, set(), stop_there=False)
+                _walk_back(tensor, lambda _: True, upstream, seen, stop_there=False)
     nearest = [layer for layer in candidates if id(layer) in found and id(layer) not in upstream]
     return nearest or candidates[-1:]
 

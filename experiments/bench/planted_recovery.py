@@ -85,8 +85,9 @@ def main(argv):
         if grouping.stability is not None and grouping.stability >= STABLE:
             stable.append(ok)
         groups = " ".join("{" + ", ".join(g) + "}" for g in grouping.groups)
-        print(f"| {seed} | {groups} | {'yes' if ok else 'no'} | {'n/a' if grouping.stability is None else f'{grouping.stability:.2f}'} | {within:.3f} / "
-              f"{across:.3f} | {time.time() - start:.0f} |", flush=True)
+        stability = "n/a" if grouping.stability is None else f"{grouping.stability:.2f}"
+        print(f"| {seed} | {groups} | {'yes' if ok else 'no'} | {stability} | {within:.3f} / {across:.3f} | "
+              f"{time.time() - start:.0f} |", flush=True)
         logging.info("seed %d: %s", seed, "recovered" if ok else "not recovered")
     print(f"\nTAG's grouping equals the planted one on {count} of {FLAGS.seeds} seeds; of the {len(stable)} seeds "
           f"whose stability is at least {STABLE:g}, {sum(stable)} chose the planted grouping (calibration).")

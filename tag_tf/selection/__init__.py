@@ -60,8 +60,8 @@ over bitmasks), `instance` (the problem as the solvers see it), `dp`, `milp`, `h
 `brute_force`, `checks` (input errors), `api` (the entry points).
 """
 
-from tag_tf.selection.api import (METHODS, check_group_budget, select_from_affinity, select_from_costs, select_from_group_lookahead,
-                                  select_groups)
+from tag_tf.selection.api import (METHODS, check_group_budget, select_from_affinity, select_from_costs,
+                                  select_from_group_lookahead, select_groups)
 from tag_tf.selection.bounds import relaxed_upper_bound
 from tag_tf.selection.dp import partition_dp
 from tag_tf.selection.result import SENSES, Grouping, load_selection, save_selection
@@ -70,8 +70,9 @@ from tag_tf.selection.scores import (SINGLETON_POLICIES, group_scores, masks_of,
                                      members_of, served_set_values, singleton_scores, subset_sums)
 
 __all__ = [
-    "METHODS", "SENSES", "SINGLETON_POLICIES", "STABLE", "Grouping", "bootstrap_matrices", "group_scores",
-    "load_selection", "masks_of", "measured_group_scores", "members_of", "partition_dp", "relaxed_upper_bound",
-    "check_group_budget", "save_selection", "select_from_affinity", "select_from_costs", "select_from_group_lookahead", "select_groups",
-    "served", "served_set_values", "singleton_scores", "stability", "stability_text", "subset_sums",
+    "METHODS", "SENSES", "SINGLETON_POLICIES", "STABLE", "Grouping", "bootstrap_matrices", "check_group_budget",
+    "group_scores", "load_selection", "masks_of", "measured_group_scores", "members_of", "partition_dp",
+    "relaxed_upper_bound", "save_selection", "select_from_affinity", "select_from_costs",
+    "select_from_group_lookahead", "select_groups", "served", "served_set_values", "singleton_scores", "stability",
+    "stability_text", "subset_sums",
 ]
