@@ -157,9 +157,9 @@ def main(argv):
 
     planted = data.planted_grouping
     structure = f"in {len(planted)} planted groups" if planted else "no planted grouping"
-    print(f"Settings: {config.data.dataset} ({len(data.tasks)} tasks, {structure}), {config.data.num_examples} "
-          f"examples, {config.data.image_size}x{config.data.image_size}, trunk filters "
-          f"{config.model.trunk_filters}, BN momentum {config.model.bn_momentum:g}, batch {config.train.batch_size}, "
+    print(f"Settings: {config.data.dataset} ({len(data.tasks)} tasks, {structure}), {per_epoch} batches of "
+          f"{config.train.batch_size} per epoch, {config.data.image_size}x{config.data.image_size}, trunk filters "
+          f"{config.model.trunk_filters}, BN momentum {config.model.bn_momentum:g}, "
           f"SGD({config.train.learning_rate:g}, momentum {config.train.momentum:g}), {config.train.epochs} epochs = "
           f"{steps} steps, seed {config.runtime.seed}; every mode collects every {every} step(s); group_lookahead "
           f"measures {len(groups)} groups (every group of 2 to {FLAGS.max_group_size} tasks). Load average (1 min) "
