@@ -23,8 +23,10 @@ when given, override the preset's settings of those names.
 settings, seed --seed, early stopping on validation loss as the pipeline's group training) and
 prints every distinct grouping's total test error (the sum of its tasks' test errors, each task
 from the network serving it); --baselines adds the all-in-one and single-task groupings.
---out_dir: where each mode's affinity.json is written (keep it out of the repository: from the
-CelebA sample it is derived from its images).
+--eval_seeds=0,1,2 trains every group with each seed offset. --out_dir: where each mode's
+affinity.json is written (keep it out of the repository: from the CelebA sample it is derived from
+its images); --affinity_dir: select (and train) from such files instead of training the affinity
+networks again (no timing table).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from absl import app, flags, logging  # noqa: E402
 
 from experiments.bench.common import StepSeconds, train_in_turns  # noqa: E402
 from tag_tf import baselines  # noqa: E402
-from tag_tf.affinity import AffinityConfig, candidate_groups  # noqa: E402
+from tag_tf.affinity import AffinityConfig, TaskAffinity, candidate_groups  # noqa: E402
 from tag_tf.grouped import total_error  # noqa: E402
 from tag_tf.run import PRESETS, batches, build_network, evaluate_per_task, fit, load_data  # noqa: E402
 from tag_tf.selection import (select_from_affinity, select_from_group_lookahead, served,  # noqa: E402
@@ -63,6 +65,10 @@ for _name, _define in OVERRIDES.items():
 flags.DEFINE_boolean("train_groups", False, "Train the selected groups' networks and print their total test error.")
 flags.DEFINE_boolean("baselines", False, "With --train_groups: also the all-in-one and single-task groupings.")
 flags.DEFINE_string("out_dir", None, "Write each mode's affinity.json here (none: not written).")
+flags.DEFINE_string("affinity_dir", None, "Read each mode's affinity.json from here (an earlier --out_dir) instead "
+                    "of training and timing the affinity networks.")
+flags.DEFINE_list("eval_seeds", ["0"], "With --train_groups: train every group with each of these seed offsets "
+                  "(seed --seed + offset, as the pipeline's evaluation seeds).")
 
 MODES = ("exact", "first_order", "cosine", "group_lookahead")
 
@@ -79,11 +85,12 @@ def run_config():
     return PRESETS[FLAGS.preset].replace(epochs=FLAGS.epochs, seed=FLAGS.seed, **settings)
 
 
-def selections(models, budgets) -> list[tuple[int, str, str, object]]:
-    """(k, mode, "pairwise matrix" | "measured groups", grouping or the error) for every mode and k."""
+def selections(affinities, budgets) -> list[tuple[int, str, str, object]]:
+    """(k, mode, "pairwise matrix" | "measured groups", grouping or the error) for every mode and k,
+    from {mode: TaskAffinity}."""
     rows = []
     for name in MODES:
-        result = models[name].task_affinity()
+        result = affinities[name]
         for k, grouping in zip(budgets, select_from_affinity(result, budgets)):
             rows.append((k, name, "pairwise matrix", grouping))
         if name == "group_lookahead":
@@ -123,14 +130,16 @@ def print_total_errors(config, data, rows) -> None:
         for label, grouping in (("all-in-one", baselines.all_in_one(names)), ("single-task", baselines.single_task(names))):
             distinct.setdefault(frozenset(served(grouping).items()), (grouping, []))[1].append(label)
     groups = sorted({g for grouping, _ in distinct.values() for g in grouping.groups}, key=lambda g: (len(g), g))
-    results = train_group_networks(config, data, groups)
+    seeds = [config.runtime.seed + int(offset) for offset in FLAGS.eval_seeds]
+    results = [train_group_networks(config.replace(seed=seed), data, groups) for seed in seeds]
     print(f"\nTotal test error (%, sum over the {len(names)} tasks, each from the network serving it; one network per "
-          f"distinct group, seed {config.runtime.seed}, {len(groups)} networks):\n")
-    print("| chosen by | groups | total test error (%) |")
-    print("|---|---|---:|")
+          f"distinct group and seed, seeds {seeds}, {len(groups) * len(seeds)} networks):\n")
+    print("| chosen by | groups | total test error (%), per seed | mean |")
+    print("|---|---|---|---:|")
     for grouping, labels in distinct.values():
-        error = total_error({t: results[grouping.served_by(t)][t] for t in names})
-        print(f"| {'; '.join(labels)} | {braces(grouping.groups)} | {error:.2f} |")
+        errors = [total_error({t: result[grouping.served_by(t)][t] for t in names}) for result in results]
+        print(f"| {'; '.join(labels)} | {braces(grouping.groups)} | {', '.join(f'{e:.2f}' for e in errors)} | "
+              f"{np.mean(errors):.2f} |")
 
 
 def main(argv):
@@ -138,6 +147,11 @@ def main(argv):
     config = run_config()
     data = load_data(config)
     budgets = [int(k) for k in FLAGS.budgets]
+    if FLAGS.affinity_dir:  # select (and train) from an earlier run's affinity files
+        affinities = {name: TaskAffinity.from_json(os.path.join(FLAGS.affinity_dir, f"{name}.affinity.json"))
+                      for name in MODES}
+        print_selections(config, data, affinities, budgets)
+        return
     every = FLAGS.every_n_steps
     variants = {"plain": None, **{mode: AffinityConfig(mode=mode, every_n_steps=every, max_group_size=FLAGS.max_group_size)
                                   if mode == "group_lookahead" else AffinityConfig(mode=mode, every_n_steps=every)
@@ -178,8 +192,14 @@ def main(argv):
         print(f"| {name} | {count} | {step:.4f} | {step / plain_step:.2f}x | {epoch_seconds[name][0]:.1f} | "
               f"{rest:.1f} | {rest / plain_rest:.2f}x | {sum(epoch_seconds[name]):.1f} |")
 
+    print_selections(config, data, {name: models[name].task_affinity() for name in MODES}, budgets)
+
+
+def print_selections(config, data, affinities, budgets) -> None:
+    """The table of every mode's selections (and with --train_groups their total test error)."""
+    planted = data.planted_grouping
     truth = {t: frozenset(g) for g in planted for t in g} if planted else None
-    rows = selections(models, budgets)
+    rows = selections(affinities, budgets)
     print("\n| k | mode | selected from | groups | stability |" + (" = planted |" if truth else ""))
     print("|---:|---|---|---|---|" + ("---|" if truth else ""))
     for k, name, source, grouping in rows:
