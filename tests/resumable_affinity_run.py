@@ -1,11 +1,11 @@
 """An affinity run with keras.callbacks.BackupAndRestore, for tests/test_resume.py.
 
-    python tests/resumable_affinity_run.py --backup_dir=B --out=result.json [--pause_at_step=N]
+    python tests/resumable_affinity_run.py --backup_dir=B --out=result.json [--pause_at_step=N] [--mode=M]
 
 With --pause_at_step the run prints PAUSED after that many steps and waits to be killed.
 Op determinism is on and the data order is fixed: an uninterrupted run and a killed-and-resumed
-run must end with the same affinity matrix, standard errors and bootstrap blocks, and collect at
-the same steps (the adaptive schedule, with settings that thin it within the run's 30 steps).
+run must end with the same affinity matrix, standard errors and bootstrap blocks (with
+--mode=group_lookahead, the candidate groups' too), and collect at the same steps (the adaptive schedule, with settings that thin it within the run's 30 steps).
 """
 
 import json
@@ -28,6 +28,7 @@ from tag_tf.training import AffinitySteps  # noqa: E402
 flags.DEFINE_string("backup_dir", None, "BackupAndRestore directory (none: no backup).")
 flags.DEFINE_string("out", None, "Where to write the result JSON.", required=True)
 flags.DEFINE_integer("pause_at_step", 0, "Print PAUSED after this many steps and wait to be killed.")
+flags.DEFINE_string("mode", "exact", "AffinityConfig.mode.")
 FLAGS = flags.FLAGS
 
 
@@ -49,7 +50,7 @@ def main(argv):
     data = synthetic.planted_groups(num_groups=2, tasks_per_group=2, num_examples=400, image_size=16, seed=0)
     batches = data.splits["train"].batch(32)  # 10 steps per epoch, the same order every epoch
     model = build_multitask_model(celeba_resnet_trunk(16, filters=8), data.tasks,
-                                  affinity=AffinityConfig(every_n_steps="auto", auto_min_samples=4, auto_precision=1.0,
+                                  affinity=AffinityConfig(mode=FLAGS.mode, every_n_steps="auto", auto_min_samples=4, auto_precision=1.0,
                                                           auto_max_interval=4, bootstrap_blocks=8))
     model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
     model.build((None, 16, 16, 3))
@@ -63,6 +64,8 @@ def main(argv):
         json.dump({"matrix": result.matrix.tolist(), "steps": result.steps, "stderr": result.stderr.tolist(),
                    "epochs": [m.tolist() for m in result.epochs], "blocks": [m.tolist() for m in result.blocks],
                    "collected": collected.steps,
+                   "group_blocks": [[m.tolist(), result.group_block_counts[g][t].tolist()]
+                                    for g, values in result.group_blocks.items() for t, m in values.items()],
                    "iterations": int(model.optimizer.iterations.numpy())}, f)
 
 

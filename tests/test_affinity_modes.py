@@ -3,6 +3,7 @@ group lookahead, against numpy and against a by-hand reference that takes a real
 `optimizer.apply` step; and selection from the measured groups."""
 
 import dataclasses
+import json
 
 import keras
 import numpy as np
@@ -119,3 +120,41 @@ def test_group_lookahead_config_errors():
     assert AffinityConfig(mode="group_lookahead", groups=["a+b"]).groups == (("a", "b"),)  # a command line's
     config = AffinityConfig(mode="group_lookahead", groups=[["a", "b"]])
     assert AffinityConfig.from_json(config.to_json()) == config
+
+
+class GroupStepValues(keras.callbacks.Callback):
+    """Every affinity step's Z[G→j] [groups, tasks] (the increase of the accumulator's group sums)."""
+
+    def __init__(self):
+        super().__init__()
+        self.z = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        total = self.model.affinity_accumulator.group_total.numpy().astype(np.float64)
+        self.z.append(total - sum(self.z, np.zeros_like(total)))
+
+
+def test_group_blocks_equal_numpy_on_the_per_step_values_and_survive_the_json():
+    x, y = small_batch(n=80)
+    config = AffinityConfig(mode="group_lookahead", every_n_steps=1, bootstrap_blocks=4)
+    model = build_multitask_model(mlp_trunk(6, hidden=(8,)), list(y), affinity=config)
+    model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
+    recorder = GroupStepValues()
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False, callbacks=[recorder])  # 10 steps
+    z, result = np.array(recorder.z), model.task_affinity()
+    assert result.steps == len(z) == 10 and len(result.blocks) == 3
+    # the pairs' blocks: steps 0-3, 4-7, 8-9 (4 blocks, merged at steps 4 and 8); the groups' are the same steps
+    for g, group in enumerate(affinity.candidate_groups(config, ["t0", "t1", "t2"])):
+        for t in group:
+            j = int(t[1])
+            np.testing.assert_allclose(result.group_blocks[group][t], [z[0:4, g, j].mean(), z[4:8, g, j].mean(),
+                                                                     z[8:10, g, j].mean()], rtol=1e-4, atol=1e-5)
+            assert result.group_block_counts[group][t].tolist() == [4, 4, 2]
+    assert np.std(z[:, -1, :], axis=0).min() > 1e-3  # the steps differ: the blocks are not all alike
+    loaded = TaskAffinity.from_json(json.loads(json.dumps(result.to_json())))
+    assert loaded.group_blocks.keys() == result.group_blocks.keys()
+    for group, values in result.group_blocks.items():
+        for t, means in values.items():
+            np.testing.assert_array_equal(loaded.group_blocks[group][t], means)
+            np.testing.assert_array_equal(loaded.group_block_counts[group][t], result.group_block_counts[group][t])
+    assert select_from_group_lookahead(loaded, 2).stability is not None  # 3 blocks: a bootstrap

@@ -532,3 +532,59 @@ def test_stability_is_one_on_a_clear_cut_matrix_and_lower_on_a_near_tie():
     del data["stability"]  # a selection.json written before stability was measured
     assert Grouping.from_json(data).stability is None
     assert selection.select_from_affinity(types.SimpleNamespace(tasks=tasks, matrix=a), [2])[0].stability is None
+
+
+def group_lookahead_from_steps(groups, noise, steps=30, seed=0):
+    """A TaskAffinity of tasks a-d whose blocks are `steps` per-step samples: the pairs' matrix (each
+    task's own lookahead 1) and every pair group's Z[G→member] (`groups`: {group: value}, else 1),
+    each plus N(0, noise²)."""
+    from tag_tf.affinity import TaskAffinity
+
+    rng = np.random.default_rng(seed)
+    tasks = ("a", "b", "c", "d")
+    pairs = [np.eye(4) + noise * rng.normal(size=(4, 4)) for _ in range(steps)]
+    measured = {g: {t: groups.get(g, 1.0) + noise * rng.normal(size=steps) for t in g}
+                for g in itertools.combinations(tasks, 2)}
+    ones = np.ones(steps, np.int64)
+    return TaskAffinity(tasks=tasks, matrix=np.mean(pairs, axis=0), steps=steps, blocks=tuple(pairs),
+                        block_counts=(np.ones((4, 4), np.int64),) * steps,
+                        group_affinity={g: {t: float(z.mean()) for t, z in v.items()} for g, v in measured.items()},
+                        group_blocks=measured, group_block_counts={g: {t: ones for t in g} for g in measured})
+
+
+def by_hand_group_stability(affinity, chosen, k, resamples=100, seed=0):
+    """The bootstrap written out: draw blocks (numpy's generator, as the library seeds it), average
+    the pairs' and the groups' samples over the draw, score each group (Z[G→t] − A[t, t]) / (|G| − 1),
+    choose with select_from_costs and count the choices serving every task as `chosen` does."""
+    draws = np.random.default_rng(seed).integers(0, len(affinity.blocks), size=(resamples, len(affinity.blocks)))
+    target = {t: set(chosen.served_by(t)) for t in affinity.tasks}
+    agree = 0
+    for draw in draws:
+        diagonal = np.diag(np.mean(np.array(affinity.blocks)[draw], axis=0))
+        scores = {g: {t: (np.mean(z[draw]) - diagonal[affinity.tasks.index(t)]) / (len(g) - 1) for t, z in v.items()}
+                  for g, v in affinity.group_blocks.items()}
+        grouping = select_from_costs({**{(t,): {t: 0.0} for t in affinity.tasks}, **scores}, budget=k,
+                                     sense="maximize")
+        agree += {t: set(grouping.served_by(t)) for t in affinity.tasks} == target
+    return agree / resamples
+
+
+def test_group_lookahead_stability_equals_a_by_hand_bootstrap_on_fixed_blocks():
+    # {a, b} and {c, d}: each member gains 1 over its own lookahead; every other group gains 0
+    clear = group_lookahead_from_steps({("a", "b"): 2.0, ("c", "d"): 2.0}, noise=0.2)
+    chosen = selection.select_from_group_lookahead(clear, 2)
+    assert chosen.groups == (("a", "b"), ("c", "d")) and chosen.stability == 1.0
+    assert by_hand_group_stability(clear, chosen, 2) == 1.0
+    # {a, c} + {b, d} gain as much: a tie, which the noise of each step breaks either way
+    tie = group_lookahead_from_steps({("a", "b"): 2.0, ("c", "d"): 2.0, ("a", "c"): 2.0, ("b", "d"): 2.0},
+                                     noise=0.5, seed=1)
+    near = selection.select_from_group_lookahead(tie, 2)
+    assert 0.2 < near.stability < selection.STABLE and "LOW" in selection.stability_text(near)
+    assert near.stability == by_hand_group_stability(tie, near, 2)
+    assert selection.select_from_group_lookahead(tie, 2, seed=1).stability == by_hand_group_stability(tie, near, 2,
+                                                                                                       seed=1)
+    # files written before the groups' blocks were kept: no bootstrap
+    older = dataclasses.replace(tie, group_blocks={}, group_block_counts={})
+    assert selection.select_from_group_lookahead(older, 2).stability is None
+    data = json.loads(json.dumps(near.to_json()))
+    assert Grouping.from_json(data) == near and data["stability"] == near.stability

@@ -8,7 +8,8 @@ the cumulative sums at every epoch boundary, for per-epoch means; and the sums a
 to `blocks` blocks of consecutive affinity steps (one step per block until every block is used,
 then neighbouring blocks merge and each block holds twice as many), for the selection stability
 bootstrap (`tag_tf.selection.stability`). With candidate groups (mode="group_lookahead") it keeps
-the same sum, count and M2 for every (group, member) Z[G→j].
+the same sum, count and M2 for every (group, member) Z[G→j], and their blocks alongside the pairs'
+(the same steps in each block, merged together).
 
 >>> import keras, numpy as np
 >>> accumulator = AffinityAccumulator(["a", "b"], max_epochs=10, blocks=4)
@@ -75,19 +76,23 @@ class AffinityAccumulator:
             self.group_total = owner.add_weight(shape=shape, name="affinity_group_total", **state)
             self.group_count = owner.add_weight(shape=shape, name="affinity_group_count", **state)
             self.group_m2 = owner.add_weight(shape=shape, name="affinity_group_m2", **state)
+            blocks = (self.num_blocks, *shape)
+            self.group_block_total = owner.add_weight(shape=blocks, name="affinity_group_block_total", **state)
+            self.group_block_count = owner.add_weight(shape=blocks, name="affinity_group_block_count", **state)
 
     def add(self, z, valid, skipped, group_z=None, group_valid=None) -> None:
         """Add one affinity step: Z [k, k] where `valid`, and the count of `skipped` samples (pairs
         and groups); with candidate groups, also Z[G→j] [groups, k] where `group_valid`."""
         z, valid = _welford(self.total, self.count, self.m2, z, valid)
-        self._add_to_block(z, valid)
         if self.groups:
-            _welford(self.group_total, self.group_count, self.group_m2, group_z, group_valid)
+            group_z, group_valid = _welford(self.group_total, self.group_count, self.group_m2, group_z, group_valid)
+        self._add_to_block(z, valid, group_z, group_valid)
         self.skipped.assign_add(tf.reduce_sum(tf.cast(skipped, tf.float32)))
         self.steps.assign_add(1.0)
 
-    def _add_to_block(self, z, valid) -> None:
-        """Add the step to its block, first merging neighbouring blocks when every block is full."""
+    def _add_to_block(self, z, valid, group_z=None, group_valid=None) -> None:
+        """Add the step to its block, first merging neighbouring blocks when every block is full
+        (the candidate groups' blocks with the pairs')."""
         size, steps = self.block_size.value, self.steps.value
         full = steps >= self.num_blocks * size
 
@@ -97,8 +102,11 @@ class AffinityAccumulator:
 
         size = tf.where(full, 2.0 * size, size)
         index = tf.cast(tf.math.floor(steps / size), tf.int32)[None, None]
-        self.block_total.assign(tf.tensor_scatter_nd_add(merged(self.block_total.value), index, z[None]))
-        self.block_count.assign(tf.tensor_scatter_nd_add(merged(self.block_count.value), index, valid[None]))
+        updates = [(self.block_total, z), (self.block_count, valid)]
+        if self.groups:
+            updates += [(self.group_block_total, group_z), (self.group_block_count, group_valid)]
+        for blocks, value in updates:
+            blocks.assign(tf.tensor_scatter_nd_add(merged(blocks.value), index, value[None]))
         self.block_size.assign(size)
 
     def mark_epoch(self) -> None:
@@ -132,8 +140,10 @@ class AffinityAccumulator:
         epochs = tuple(mean_affinity(end[0] - start[0], end[1] - start[1]) for start, end in zip(marks[:-1], marks[1:]))
         count, mean, m2 = self.state()
         used = self.block_count.numpy().reshape(self.num_blocks, -1).sum(axis=1) > 0
+        if self.groups:  # a block where only groups had samples is used too
+            used |= self.group_block_count.numpy().reshape(self.num_blocks, -1).sum(axis=1) > 0
         block_counts = self.block_count.numpy()[used]
-        group_affinity, group_stderr = {}, {}
+        group_affinity, group_stderr, group_blocks, group_block_counts = {}, {}, {}, {}
         if self.groups:
             group_count = self.group_count.numpy().astype(np.float64)
             group_mean = mean_affinity(self.group_total.numpy(), group_count)
@@ -142,6 +152,11 @@ class AffinityAccumulator:
             for g, group in enumerate(self.groups):
                 group_affinity[group] = {t: float(group_mean[g, index[t]]) for t in group}
                 group_stderr[group] = {t: float(group_se[g, index[t]]) for t in group}
+            counts = self.group_block_count.numpy()[used].astype(np.int64)  # [blocks, groups, k]
+            means = mean_affinity(self.group_block_total.numpy()[used], counts)
+            for g, group in enumerate(self.groups):
+                group_blocks[group] = {t: means[:, g, index[t]] for t in group}
+                group_block_counts[group] = {t: counts[:, g, index[t]] for t in group}
         return TaskAffinity(
             tasks=self.tasks,
             matrix=mean,
@@ -153,6 +168,8 @@ class AffinityAccumulator:
             block_counts=tuple(c.astype(np.int64) for c in block_counts),
             group_affinity=group_affinity,
             group_stderr=group_stderr,
+            group_blocks=group_blocks,
+            group_block_counts=group_block_counts,
         )
 
 

@@ -44,6 +44,10 @@ class TaskAffinity:
       group_affinity: mode="group_lookahead": {group (task names): {member: mean Z[G→member]}},
         the lookahead on the group's summed loss onto each of its members (NaN: no sample).
       group_stderr: the standard errors of `group_affinity`'s entries (same keys).
+      group_blocks: {group: {member: float [blocks]}}, the means of Z[G→member] in the same blocks
+        of consecutive affinity steps as `blocks` (the bootstrap resamples both together; NaN: no
+        sample in that block); empty in files written before they were kept.
+      group_block_counts: the number of samples behind each of them (same keys, int [blocks]).
     """
 
     tasks: tuple[str, ...]
@@ -56,6 +60,8 @@ class TaskAffinity:
     block_counts: tuple[np.ndarray, ...] = ()
     group_affinity: dict = dataclasses.field(default_factory=dict)
     group_stderr: dict = dataclasses.field(default_factory=dict)
+    group_blocks: dict = dataclasses.field(default_factory=dict)
+    group_block_counts: dict = dataclasses.field(default_factory=dict)
 
     def to_json(self, path: str | None = None) -> dict:
         """The JSON form (task names, matrices as nested lists [source][target], null where no
@@ -76,7 +82,11 @@ class TaskAffinity:
         if self.group_affinity:
             data["group_lookahead"] = [
                 {"group": list(group), "affinity": {t: _number(v) for t, v in values.items()},
-                 "stderr": {t: _number(v) for t, v in self.group_stderr.get(group, {}).items()}}
+                 "stderr": {t: _number(v) for t, v in self.group_stderr.get(group, {}).items()},
+                 **({"blocks": {"mean": {t: [_number(v) for v in m] for t, m in self.group_blocks[group].items()},
+                                "count": {t: np.asarray(c, np.int64).tolist()
+                                          for t, c in self.group_block_counts[group].items()}}}
+                    if group in self.group_blocks else {})}
                 for group, values in self.group_affinity.items()]
         if path is not None:
             write_json_atomic(path, data)
@@ -103,6 +113,10 @@ class TaskAffinity:
             block_counts=tuple(np.array(b["count"], np.int64) for b in blocks),
             group_affinity={tuple(g["group"]): _floats(g["affinity"]) for g in groups},
             group_stderr={tuple(g["group"]): _floats(g["stderr"]) for g in groups},
+            group_blocks={tuple(g["group"]): {t: _array(m) for t, m in g["blocks"]["mean"].items()}
+                          for g in groups if "blocks" in g},
+            group_block_counts={tuple(g["group"]): {t: np.array(c, np.int64) for t, c in g["blocks"]["count"].items()}
+                                for g in groups if "blocks" in g},
         )
 
 

@@ -27,7 +27,7 @@ from tag_tf.selection.instance import _affinity_instance, _candidate_instance, _
 from tag_tf.selection.milp import _column_generation, _columns, _meets, _solve_milp
 from tag_tf.selection.result import SENSES, Grouping
 from tag_tf.selection.scores import measured_group_scores, members_of, singleton_scores
-from tag_tf.selection.stability import stability
+from tag_tf.selection.stability import group_lookahead_stability, stability
 
 METHODS = ("auto", "exact", "heuristic", "brute_force")
 DP_MAX_TASKS = 15  # (mask, submask) pairs: 3^15 / 2 = 7M
@@ -160,10 +160,14 @@ def select_from_costs(results: Mapping[Sequence[str], Mapping[str, float]], budg
                    optimal=optimal, start=start, sense=sense, budget=budget)
 
 
-def select_from_group_lookahead(affinity, num_groups: int, *, singleton: float = 0.0) -> Grouping:
+def select_from_group_lookahead(affinity, num_groups: int, *, singleton: float = 0.0, resamples: int = 100,
+                                seed: int = 0) -> Grouping:
     """Choose at most `num_groups` groups from the candidate groups whose lookahead was measured
     (`AffinityConfig(mode="group_lookahead")`), scoring each from measurement instead of from the
-    pairwise averages of `select_groups`; every other task may only be served alone.
+    pairwise averages of `select_groups`; every other task may only be served alone. When the
+    affinity keeps blocks of its samples, the pairs' and the groups' (``blocks``, ``group_blocks``),
+    the grouping's ``stability`` is the share of `resamples` bootstrap resamples (seeded by `seed`)
+    that select it again (`tag_tf.selection.stability.group_lookahead_stability`).
 
     `affinity`: a `TaskAffinity` (or anything with ``tasks``, ``matrix`` [source, target] and
     ``group_affinity`` {group: {member: Z[G→member]}}); the score of task t in measured group G is
@@ -181,6 +185,17 @@ def select_from_group_lookahead(affinity, num_groups: int, *, singleton: float =
     >>> g.groups, g.assignment, g.score
     ((('a', 'b', 'c'), ('a', 'b')), {'a': 1, 'b': 1, 'c': 0}, 1.25)
     """
+    k = _check_positive_int(num_groups, "num_groups")
+
+    def select(measured):
+        return _select_measured_groups(measured, k, singleton)
+
+    chosen = select(affinity)
+    return dataclasses.replace(chosen, stability=group_lookahead_stability(affinity, chosen, select, resamples, seed))
+
+
+def _select_measured_groups(affinity, k: int, singleton: float) -> Grouping:
+    """`select_from_group_lookahead`'s choice, without its stability."""
     tasks = list(affinity.tasks)
     scores = measured_group_scores(affinity.group_affinity, affinity.matrix, tasks)
     incomplete = [g for g, values in scores.items() if not all(np.isfinite(v) for v in values.values())]
@@ -188,7 +203,6 @@ def select_from_group_lookahead(affinity, num_groups: int, *, singleton: float =
         logging.warning("candidate groups with a member without samples are left out: %s", incomplete)
     results = {(t,): {t: float(singleton)} for t in tasks}
     results.update({g: values for g, values in scores.items() if g not in incomplete and len(g) > 1})
-    k = _check_positive_int(num_groups, "num_groups")
     check_group_budget(k, max(len(g) for g in results), len(tasks))
     return select_from_costs(results, budget=k, tasks=tasks, sense="maximize")
 

@@ -8,6 +8,11 @@ compared with the chosen one: the same tasks served by the same groups. The shar
 that agree is the grouping's stability. Blocks of consecutive steps keep what one step shares
 across pairs (one batch, one lookahead) and, once merged, what neighbouring steps share.
 
+Selections from measured group lookaheads (`select_from_group_lookahead`) are resampled alike:
+the run keeps the groups' Z[G→member] in the same blocks (`TaskAffinity.group_blocks`), and one
+draw of blocks averages both the pairs' matrix (whose diagonal the group scores read) and the
+groups' lookaheads (`group_lookahead_resamples`).
+
 A grouping with stability below `STABLE` (0.9) is not settled by the measurement: another run of
 the same length could well choose differently.
 
@@ -31,6 +36,8 @@ the same length could well choose differently.
 """
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -71,6 +78,47 @@ def stability(affinity, grouping: Grouping, select, resamples: int = 100, seed: 
     target = served(grouping)
     same = sum(served(select(np.nan_to_num(matrix))) == target
                for matrix in bootstrap_matrices(affinity.blocks, affinity.block_counts, resamples, seed))
+    return same / resamples
+
+
+def group_lookahead_resamples(affinity, resamples: int, seed: int = 0):
+    """`resamples` bootstrap resamples of a group-lookahead run, each what `select_from_group_lookahead`
+    reads: ``tasks``, ``matrix`` (A[source, target]: the pairs' count-weighted mean over the drawn
+    blocks) and ``group_affinity`` (the groups' Z[G→member] over the same drawn blocks; a group
+    with a member without samples in the draw is left out, as the selection leaves it out).
+
+    >>> from types import SimpleNamespace
+    >>> one = np.ones((1, 1), np.int64)
+    >>> run = SimpleNamespace(tasks=("a",), blocks=(np.array([[1.0]]), np.array([[3.0]])), block_counts=(one, 3 * one),
+    ...                       group_blocks={("a",): {"a": np.array([2.0, 4.0])}},
+    ...                       group_block_counts={("a",): {"a": np.array([1, 1])}})
+    >>> [(float(r.matrix[0, 0]), r.group_affinity[("a",)]["a"]) for r in group_lookahead_resamples(run, 3, seed=1)]
+    [(2.5, 3.0), (3.0, 4.0), (1.0, 2.0)]
+    """
+    k = len(affinity.tasks)
+    entries = [(group, t) for group, values in affinity.group_blocks.items() for t in values]
+    flat = np.asarray(affinity.blocks, np.float64).reshape(-1, k * k)  # [blocks, k·k], then [blocks, entries]
+    means = np.concatenate([flat, np.array([affinity.group_blocks[g][t] for g, t in entries], np.float64).T], axis=1)
+    counts = np.concatenate([np.asarray(affinity.block_counts).reshape(-1, k * k),
+                             np.array([affinity.group_block_counts[g][t] for g, t in entries]).T], axis=1)
+    for values in bootstrap_matrices(means, counts, resamples, seed):
+        groups = {}
+        for (group, t), value in zip(entries, values[k * k:]):
+            groups.setdefault(group, {})[t] = float(value)
+        yield SimpleNamespace(tasks=tuple(affinity.tasks), matrix=values[: k * k].reshape(k, k),
+                              group_affinity={g: v for g, v in groups.items() if np.isfinite(list(v.values())).all()})
+
+
+def group_lookahead_stability(affinity, grouping: Grouping, select, resamples: int = 100,
+                              seed: int = 0) -> float | None:
+    """The share of `resamples` bootstrap resamples of a group-lookahead run
+    (`group_lookahead_resamples`) on which `select` (what `select_from_group_lookahead` reads ->
+    `Grouping`) selects `grouping` again; None when the run keeps fewer than two blocks or no
+    blocks of its groups (files written before they were kept)."""
+    if len(getattr(affinity, "blocks", ())) < 2 or not getattr(affinity, "group_blocks", None):
+        return None
+    target = served(grouping)
+    same = sum(served(select(resample)) == target for resample in group_lookahead_resamples(affinity, resamples, seed))
     return same / resamples
 
 
