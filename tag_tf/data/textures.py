@@ -34,7 +34,7 @@ Why grouping matters, then:
   the same texture, so it finds the texture in fewer steps. How much that buys depends on where the
   single-task network sits on its learning curve: with 533 labels (2,000 images) it mostly learned
   its texture almost as well as its group did and the margin was within seed noise; with 160 it
-  learns it coarsely (about 6.4% test error per task against 4.4% in its group network, RESULTS.md)
+  learns it coarsely (6.4-6.7% test error per task against 4.4-5.1% in its group network, RESULTS.md)
   and the margin is several times the seed-to-seed spread. Label noise makes each label worth less: a label flipped with
   probability p carries (1 − 2p)² of a clean label's information about z_g (0.36 at p = 0.2);
   the demo keeps p = 0: at p = 0.2 the group's networks lost nearly as much as the single-task
