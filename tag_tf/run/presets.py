@@ -7,7 +7,8 @@
                    (patience = epochs: no early stop on the plateau before a texture is found), every
                    network trained with 3 seeds. Few labels per task put single-task networks on the
                    steep part of their learning curve, where a group's pooled labels help most
-                   (RESULTS.md: the planted grouping beats single-task beyond seed noise)
+                   (RESULTS.md: on this data, seed 0, the planted grouping beats single-task beyond
+                   seed noise; on the data of seed 1 it did not)
     dense_scenes   rendered scenes (tag_tf.data.scenes): segmentation, depth, normals, edges and two
                    unrelated classification tasks, 16x16, hard sharing with a decoder per task; the
                    single-task baseline for ΔMTL: a few minutes on 2 cores
