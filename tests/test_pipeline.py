@@ -14,8 +14,9 @@ from tag_tf.io import write_json_atomic
 from tag_tf.run import PRESETS, RunConfig, stages
 from tag_tf.rundir import RunDir
 
-# The demo preset at test size: its data and trunk, 5 epochs (not 10), TAG alone (no baselines), one seed.
-TINY = PRESETS["demo"].replace(epochs=5, baselines=(), eval_seeds=1)
+# The demo preset at test size: its data, trunk and 30 epochs (600 images: 240 steps), TAG alone (no
+# baselines), one seed.
+TINY = PRESETS["demo"].replace(baselines=(), eval_seeds=1)
 
 
 @pytest.mark.parametrize(
