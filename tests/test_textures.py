@@ -70,22 +70,6 @@ def test_the_demo_trunk_has_few_channels_for_its_groups_textures():
     assert textures_read_by_all_tasks <= demo.model.trunk_filters < 2 * textures_read_by_all_tasks
 
 
-def test_the_demo_gives_each_task_few_labels_and_its_group_three_times_as_many():
-    """The demo's data as its preset draws them: 480 training images; each task labelled on 160 of
-    them (the steep part of a single-task network's learning curve), its group's tasks together on
-    all 480, once each (transfer); validation and test images fully labelled."""
-    demo = PRESETS["demo"].data
-    data = textures.planted_textures(demo.planted_groups, demo.tasks_per_group, demo.num_examples,
-                                     demo.image_size, seed=0)
-    _, labels = arrays(data, "train")
-    labelled = labels != textures.MISSING
-    assert labels.shape == (480, 9)
-    assert labelled.sum(axis=0).tolist() == [160] * 9
-    assert (labelled.reshape(480, 3, 3).sum(axis=2) == 1).all()
-    assert [len(arrays(data, split)[1]) for split in ("validation", "test")] == [60, 60]
-    assert all((arrays(data, split)[1] != textures.MISSING).all() for split in ("validation", "test"))
-
-
 def test_label_noise_is_the_rate_measured_on_the_generated_labels():
     """label_noise = 0.2: the fraction of labelled training answers
     that differ from the clean label is 0.2 within three binomial standard deviations, overall and

@@ -27,17 +27,8 @@
 
 Why grouping matters, then:
 - transfer: a network trained on a whole planted group learns z_g from all its labels;
-  a single-task network learns it from 1/tasks_per_group of them (the demo: 160 labels of its own
-  against its group's 480, of 600 images). Two things follow. The texture filter and the read-out of
-  z_g are fit on three times as many labels; and, since a network's loss is the sum of its tasks'
-  masked means, a group network's trunk receives its tasks' gradients summed, all pulling towards
-  the same texture, so it finds the texture in fewer steps. How much that buys depends on where the
-  single-task network sits on its learning curve: with 533 labels (2,000 images) it mostly learned
-  its texture almost as well as its group did and the margin was within seed noise; with 160 it
-  learns it coarsely (6.4-6.7% test error per task against 4.4-5.1% in its group network on the
-  demo's data, drawn from seed 0; RESULTS.md) and the margin there is over twice the seed-to-seed
-  spread; on the data drawn from seed 1 it was within noise (RESULTS.md), so it is not yet a
-  property of every draw. Label noise makes each label worth less: a label flipped with
+  a single-task network learns it from 1/tasks_per_group of them (the demo: 533 labels of its own
+  against its group's 1,600). Label noise makes each label worth less: a label flipped with
   probability p carries (1 − 2p)² of a clean label's information about z_g (0.36 at p = 0.2);
   the demo keeps p = 0: at p = 0.2 the group's networks lost nearly as much as the single-task
   ones (SGD 0.05: +50 and +59 total test error), and with momentum 0.9 the affinity matrix lost
