@@ -274,17 +274,18 @@ def test_auto_schedule_collects_at_the_steps_of_a_hand_trace():
     """The real schedule and accumulator on fixed per-step values of two tasks, each affinity step
     weighted as the model weights it (`AffinitySchedule.weight`: the steps since the previous one):
     A[a, b] is always 1, A[b, a] is 0 except 4 at iteration 8. Rule: min_samples 3, precision 0.3,
-    max_interval 4.
+    max_interval 4. a->b is constant (σ 0), so the median standard error is half b->a's.
 
-    it 0, 1: fewer than 3 samples -> interval 1.  it 2: both pairs constant, stderr 0 -> 2.  it 4
-    (weight 2) -> 4.  it 8 (weight 4): b->a holds 0, 0, 0, 0, 4 with weights 1, 1, 1, 2, 4: V1 9,
-    V2 23, mean 16/9, M2 = 5 (16/9)² + 4 (4 − 16/9)² = 35.56, stderr sqrt(M2 · 23 / (9 (81 − 23)))
-    = 1.25; median over the two pairs 0.63 > 0.3 · spread (16/9 − 1) / 2 = 0.117 -> 2.  it 10
-    (weight 2) -> 1.  From then on every step (weight 1): V1 = it + 1 (the samples stand for every
-    step so far), the b->a mean 16 / (it + 1), spread |1 − 16 / (it + 1)| / 2; the 4 stands for 4
-    steps, so it keeps b->a's standard error up (0.19 at it 46, against 4 / 42 unweighted) until
-    median 0.0956 <= 0.3 · 0.330 at it 46 -> 2; it 48 -> 4; then every 4 (the floor). (The
-    unweighted rule thinned at it 22: there the 4 counted as one sample of 18.)"""
+    it 0, 1: fewer than 3 samples -> interval 1.  it 2: both pairs constant, σ 0 -> the largest
+    allowed, 2.  it 4 (weight 2) -> 4.  it 8 (weight 4): b->a holds 0, 0, 0, 0, 4 with weights
+    1, 1, 1, 2, 4: V1 9, V2 23, mean 16/9, M2 = 5 (16/9)² + 4 (4 − 16/9)² = 35.56, σ² = M2 /
+    (9 − 23/9) = 5.52; target 0.3 · spread (16/9 − 1) / 2 = 0.117; se(d) = σ sqrt(23 + d²) / (9 + d)
+    is 1.151, 1.110, 1.107, 1.128 for d = 1..4 (median half of it): never precise, so the weight
+    that adds the most precision, d = 3 (V2 / V1 = 2.6).  Then every 3 steps (V2 / V1 stays near
+    3) while b->a's mean 16 / (it + 1) falls and the spread grows.  it 59: V1 60, V2 176, M2 59.73,
+    σ² 1.047, target 0.3 · (1 − 16/60) / 2 = 0.110; median se(d) for d = 1..4: 0.1116, 0.1107,
+    0.1105, 0.1107: not yet -> 3.  it 62: V1 63, V2 185, M2 59.94, σ² 0.998, target 0.112, median
+    se(4) = 0.106 -> 4 (the floor)."""
     from tag_tf.affinity import AffinityAccumulator
     from tag_tf.training.schedule import AffinitySchedule
 
@@ -301,13 +302,13 @@ def test_auto_schedule_collects_at_the_steps_of_a_hand_trace():
         z = np.array([[0.0, 1.0], [4.0 if iteration == 8 else 0.0, 0.0]], "float32")
         accumulator.add(z, valid=np.ones((2, 2), bool), skipped=np.zeros((2, 2), bool), weight=schedule.weight())
 
-    for iteration in range(80):
+    for iteration in range(75):
         schedule.run(iteration, lambda _: None, affinity_step, accumulator, iteration)
-    assert collected == [0, 1, 2, 4, 8, *range(10, 47), 48, 52, 56, 60, 64, 68, 72, 76]
-    assert weights == [1, 1, 1, 2, 4, 2, *[1] * 36, 2, *[4] * 7]
+    assert collected == [0, 1, 2, 4, 8, *range(11, 63, 3), 66, 70, 74]
+    assert weights == [1, 1, 1, 2, 4, *[3] * 18, 4, 4, 4]
     assert weights == list(np.diff([-1, *collected]))  # each sample stands for the steps since the previous
     result = accumulator.result()
-    assert result.matrix[1, 0] == pytest.approx(16 / 77)  # the 4 times its 4 steps, over steps 0-76
+    assert result.matrix[1, 0] == pytest.approx(16 / 75)  # the 4 times its 4 steps, over steps 0-74
     values = np.array([4.0 if it == 8 else 0.0 for it in collected])
     w = np.array(weights)
     mean = np.average(values, weights=w)

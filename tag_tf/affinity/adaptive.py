@@ -25,55 +25,68 @@ and standard error, whatever the common weight (`every_n_steps=n` gives what it 
 **When to collect next.** After every affinity step the model's `AffinitySchedule` calls
 `next_interval` with the running state of every pair (sample count n, weights V1 and V2, mean,
 M2: `AffinityAccumulator.state`) and the interval that led to this step; the next affinity step
-comes that many optimizer steps later:
+comes d optimizer steps later, and its samples will weigh d. The rule asks what the standard error
+would be after that sample, if it varies as the samples so far do:
 
     pairs  = the off-diagonal (source, target) pairs with at least one sample
-    if min(n over pairs) < min_samples:          1                         (dense at first)
-    stderr = the standard error above, per pair (time-weighted)
-    spread = standard deviation of the pairs' (time-weighted) means
-    if median(stderr over pairs) <= precision · spread:  min(2 · interval, max_interval)   (thin)
-    else:                                                max(interval // 2, 1)             (denser)
+    if min(n over pairs) < max(min_samples, 2):  1                            (dense at first)
+    σ²     = M2 / (V1 − V2 / V1)                                              (per pair)
+    se(d)  = median over pairs of σ · sqrt(V2 + d²) / (V1 + d)    (the stderr after a sample of weight d)
+    target = precision · spread,   spread = standard deviation of the pairs' means
+    d      ∈ 1 .. min(2 · interval, max_interval)
+    the largest d with se(d) <= target                                        (as sparse as precision allows)
+    else the d with the smallest se(d)                                        (the most precision per sample)
 
-So collection is dense until every pair has `min_samples` samples; it then thins by doubling
-while the typical pair is known to `precision` of the spread between pairs (how much the sources
-of a target differ is what decides the selection: at precision 0.25 a difference of one spread
-between two pairs is about 2.8 standard errors), and comes back towards every step when it is not
-(drift, a new regime); it never gets sparser than every `max_interval` steps. The median, not the
-largest, standard error: the noisiest pair alone would keep collection dense for a long time (on
-the demo's planted data the largest affinities are also the noisiest).
+So collection is dense until every pair has `min_samples` samples; it then thins (at most doubling
+the interval at a time, so that a change over training is still seen before the interval grows
+far) while the typical pair stays known to `precision` of the spread between pairs (how much the
+sources of a target differ is what decides the selection: at precision 0.25 a difference of one
+spread between two pairs is about 2.8 standard errors); it never gets sparser than every
+`max_interval` steps. When the precision is not met, the next sample's weight is the one that
+adds the most precision: for one pair, n_eff' = (V1 + d)² / (V2 + d²) is largest at d = V2 / V1,
+where it is n_eff + 1 (one effective sample per sample), while a sample of weight 1 after heavy
+ones adds almost nothing. The median, not the largest, standard error: the noisiest pair alone
+would keep collection dense for a long time (on the demo's planted data the largest affinities are
+also the noisiest).
 
-The rule reads the *time-weighted* standard error, the precision of the matrix the run reports.
-A sparse sample stands for many steps, so it lowers n_eff: sampling every d steps over the last
-L steps gives n_eff ≈ L / d, and the rule keeps d near L / N (N the samples the precision asks
-for), i.e. the interval grows with the elapsed run and a run of T steps takes about
-N · ln(T / N) samples before the floor. With the unweighted count instead, n grows with every
-sample whatever it stands for: the schedule thins after the first dense samples and the matrix
-is dominated by the start of training (what the demo showed before this rule: BENCHMARKS.md).
-The bootstrap stability of the selection (`tag_tf.selection.stability`) says afterwards whether
-the samples were enough.
+The rule reads the *time-weighted* standard error, the precision of the matrix the run reports. A
+sparse sample stands for many steps and lowers n_eff: sampling every d steps over the last L steps
+gives n_eff ≈ L / d, so the rule keeps d near L / N (N the effective samples the precision asks
+for): the interval grows with the elapsed run, and a run of T steps takes about N · (1 + ln(T / N))
+samples before the floor (the price of a precision that holds at any time, when T is not known:
+N evenly spaced samples would do for a known T). With the unweighted count instead, n grows with
+every sample whatever it stands for: the schedule thinned after the first dense samples and the
+plain mean was dominated by the start of training (the demo before this rule: BENCHMARKS.md),
+while with time weights its few late samples would carry most of the weight (n_eff about 8 of 74
+samples there). The bootstrap stability of the selection (`tag_tf.selection.stability`) says
+afterwards whether the samples were enough.
+
+20 samples of weight 1, the pairs' means 1.0 apart, standard error 0.05 (σ = 0.05 · sqrt(20)):
+precise, so the interval doubles; with standard error 0.3 it is not, and every step is the most
+precision per sample:
 
 >>> count = np.full((2, 2), 20.0)
 >>> mean = np.array([[0.0, 1.0], [3.0, 0.0]])               # spread of the pairs: 1.0
 >>> m2 = np.full((2, 2), 19 * 20 * 0.05 ** 2)               # stderr 0.05 for every pair (36 * m2: 0.3)
 >>> next_interval(count, mean, m2, interval=1, min_samples=20, precision=0.25, max_interval=100)
 2
+>>> next_interval(count, mean, m2, interval=8, min_samples=20, precision=0.25, max_interval=100)
+16
 >>> next_interval(count, mean, 36 * m2, interval=8, min_samples=20, precision=0.25, max_interval=100)
-4
+1
 
-With a larger variance (stderr 0.2, still <= 0.25 · 1.0 with 20 equal samples, so the schedule
-thins) the weights decide: if 4 of the 20 samples stood for 16 steps each, n_eff =
-(16 + 64)² / (16 + 4 · 256) = 6.15, the time-weighted standard error is sqrt(0.8 / 6.15) = 0.36
-> 0.25, and the schedule comes back towards every step:
+The weights decide too: if 4 of the 20 samples stood for 16 steps each (V1 = 80, V2 = 1040),
+n_eff = 80² / 1040 = 6.15; with σ² = 0.8 the standard error is sqrt(0.8 / 6.15) = 0.36 > 0.25
+(with 20 equal samples it would be 0.2 and the schedule would thin). The next sample weighs
+V2 / V1 = 13 steps, the weight that adds a whole effective sample:
 
->>> next_interval(count, mean, 19 * 0.8, interval=1, min_samples=20, precision=0.25, max_interval=100)
-2
 >>> weight, weight2 = np.full((2, 2), 16 + 4 * 16.0), np.full((2, 2), 16 + 4 * 256.0)
 >>> round(float(effective_samples(weight, weight2)[0, 1]), 2)
 6.15
->>> m2 = 0.8 * (80 - 1040 / 80)                            # variance 0.8: M2 = σ² (V1 − V2 / V1)
+>>> m2 = 0.8 * (80 - 1040 / 80)                            # σ² 0.8: M2 = σ² (V1 − V2 / V1)
 >>> next_interval(count, mean, m2, interval=16, weight=weight, weight2=weight2, min_samples=20,
 ...               precision=0.25, max_interval=100)
-8
+13
 """
 
 from __future__ import annotations
@@ -128,11 +141,15 @@ def next_interval(count, mean, m2, interval: int, *, weight=None, weight2=None, 
         `auto_max_interval`.
     """
     count = np.asarray(count, np.float64)
-    pairs = (count > 0) & ~np.eye(len(count), dtype=bool)
-    if not pairs.any() or count[pairs].min() < min_samples:
+    pairs = (count > 0) & ~np.eye(len(count), dtype=bool)  # a pair never labelled does not hold it up
+    if not pairs.any() or count[pairs].min() < max(min_samples, 2):
         return 1
-    stderr = standard_error(count, m2, weight, weight2)[pairs]
-    spread = float(np.std(np.asarray(mean, np.float64)[pairs]))
-    if np.median(stderr) <= precision * spread:
-        return int(min(2 * interval, max_interval))
-    return int(max(interval // 2, 1))
+    if weight is None:
+        weight = weight2 = count
+    v1, v2, m2 = (np.broadcast_to(np.asarray(a, np.float64), count.shape)[pairs] for a in (weight, weight2, m2))
+    sigma = np.sqrt(np.maximum(m2, 0.0) / (v1 - v2 / v1))  # one step's Z
+    target = precision * float(np.std(np.asarray(mean, np.float64)[pairs]))
+    d = np.arange(1, min(2 * interval, max_interval) + 1, dtype=np.float64)[:, None]
+    after = np.median(sigma * np.sqrt(v2 + d ** 2) / (v1 + d), axis=1)  # the stderr after a sample of weight d
+    precise = np.flatnonzero(after <= target)
+    return int(d[precise[-1], 0] if precise.size else d[np.argmin(after), 0])
