@@ -11,10 +11,16 @@ k = the number of planted groups (groups, whether they equal the planted ones an
 bootstrap stability). Variants:
 
 - every step: all recorded samples (the paper's matrix);
-- auto, unweighted: the schedule before time weighting (plain mean, unweighted precision);
-- auto, weighted mean only: the same steps, each sample weighted by the steps it stands for;
-- auto, weighted: the default (`tag_tf.affinity.adaptive`: weighted mean and weighted precision);
-- every n: a fixed interval with about as many samples as "auto, weighted" took.
+- doubling, unweighted (before): the schedule before time weighting: the plain mean, and the
+  interval doubled while the median unweighted standard error was at most precision x spread,
+  halved otherwise (`doubling_interval`);
+- doubling, weighted mean only: the same steps, each sample weighted by the steps it stands for;
+- doubling, weighted: the doubling rule reading the time-weighted mean and standard error;
+- auto, end unknown: `tag_tf.affinity.adaptive.next_interval`, time-weighted, precise after every
+  sample (as when the training loop does not know the run's length);
+- auto (now): the default: the same rule knowing the run's end (as `fit()` tells it), so the
+  samples spread over the run;
+- every n: a fixed interval with about as many samples as "auto (now)" took.
 
 The recorded values are cached (`--cache_dir`), so replays can be re-run without training.
 """
@@ -33,7 +39,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from tag_tf.affinity import AffinityAccumulator, next_interval  # noqa: E402
+from tag_tf.affinity import AffinityAccumulator, next_interval, standard_error  # noqa: E402
 from tag_tf.run import PRESETS, build_network, fit, load_data  # noqa: E402
 from tag_tf.selection import select_from_affinity  # noqa: E402
 
@@ -77,9 +83,25 @@ def record(config, seed: int, cache_dir: str):
     return names, data.planted_grouping, recorded["z"], recorded["valid"]
 
 
-def replay(names, z, valid, affinity_config, *, every=None, weighted_mean=True, weighted_decision=True):
-    """The TaskAffinity a schedule would give on the recorded values: every `every` steps, or the
-    auto rule (weighted or not), through the real accumulator and `next_interval`."""
+def doubling_interval(count, mean, m2, interval, *, weight, weight2, min_samples, precision, max_interval,
+                      remaining=None):
+    """The auto rule before this benchmark's change: double the interval while the median standard
+    error is at most precision x spread, else halve it (with weights: the time-weighted ones)."""
+    del remaining
+    count = np.asarray(count, np.float64)
+    pairs = (count > 0) & ~np.eye(len(count), dtype=bool)
+    if not pairs.any() or count[pairs].min() < min_samples:
+        return 1
+    stderr = standard_error(count, m2, weight, weight2)[pairs]
+    if np.median(stderr) <= precision * float(np.std(np.asarray(mean, np.float64)[pairs])):
+        return int(min(2 * interval, max_interval))
+    return int(max(interval // 2, 1))
+
+
+def replay(names, z, valid, affinity_config, *, every=None, rule=next_interval, weighted_mean=True,
+           weighted_decision=True, end_known=True):
+    """The TaskAffinity a schedule would give on the recorded values: every `every` steps, or
+    `rule` (reading the weighted state or not), through the real accumulator."""
     owner = keras.layers.Layer()
     estimate = AffinityAccumulator(names, max_epochs=1, blocks=affinity_config.bootstrap_blocks)
     plain = AffinityAccumulator(names, max_epochs=1, blocks=2)  # the unweighted state, for the old decision
@@ -96,10 +118,9 @@ def replay(names, z, valid, affinity_config, *, every=None, weighted_mean=True, 
             continue
         plain.add(z[step], valid[step], skipped)
         state = estimate.state() if weighted_decision else plain.state()
-        interval = next_interval(state.count, state.mean, state.m2, interval, weight=state.weight,
-                                 weight2=state.weight2, min_samples=affinity_config.auto_min_samples,
-                                 precision=affinity_config.auto_precision,
-                                 max_interval=affinity_config.auto_max_interval)
+        interval = rule(state.count, state.mean, state.m2, interval, weight=state.weight, weight2=state.weight2,
+                        remaining=len(z) - 1 - step if end_known else None, min_samples=affinity_config.auto_min_samples, precision=affinity_config.auto_precision,
+                        max_interval=affinity_config.auto_max_interval)
         next_step = step + interval
     return estimate.result()
 
@@ -127,11 +148,14 @@ def main(argv):
         names, planted, z, valid = record(config, seed, cache_dir)
         k = len(planted)
         variants = {"every step": replay(names, z, valid, affinity_config, every=1)}
-        variants["auto, unweighted (before)"] = replay(names, z, valid, affinity_config, weighted_mean=False,
-                                                       weighted_decision=False)
-        variants["auto, weighted mean only"] = replay(names, z, valid, affinity_config, weighted_decision=False)
-        variants["auto, weighted (now)"] = replay(names, z, valid, affinity_config)
-        every = max(1, round(len(z) / variants["auto, weighted (now)"].steps))
+        variants["doubling, unweighted (before)"] = replay(names, z, valid, affinity_config, rule=doubling_interval,
+                                                           weighted_mean=False, weighted_decision=False)
+        variants["doubling, weighted mean only"] = replay(names, z, valid, affinity_config, rule=doubling_interval,
+                                                          weighted_decision=False)
+        variants["doubling, weighted"] = replay(names, z, valid, affinity_config, rule=doubling_interval)
+        variants["auto, end unknown"] = replay(names, z, valid, affinity_config, end_known=False)
+        variants["auto (now)"] = replay(names, z, valid, affinity_config)
+        every = max(1, round(len(z) / variants["auto (now)"].steps))
         variants[f"every n (n = {every})"] = replay(names, z, valid, affinity_config, every=every)
         reference = None
         for name, affinity in variants.items():

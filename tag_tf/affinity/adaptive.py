@@ -24,14 +24,17 @@ and standard error, whatever the common weight (`every_n_steps=n` gives what it 
 
 **When to collect next.** After every affinity step the model's `AffinitySchedule` calls
 `next_interval` with the running state of every pair (sample count n, weights V1 and V2, mean,
-M2: `AffinityAccumulator.state`) and the interval that led to this step; the next affinity step
-comes d optimizer steps later, and its samples will weigh d. The rule asks what the standard error
-would be after that sample, if it varies as the samples so far do:
+M2: `AffinityAccumulator.state`), the interval that led to this step and, when the run's length
+is known (`fit()` knows its epochs and steps), the optimizer steps that remain after this one, R.
+The next affinity step comes d optimizer steps later; collecting every d steps from there on, m
+samples of weight d come (m = floor(R / d) to the end of the run; m = 1, the next sample only,
+when R is not known). The rule asks what the standard error will be after them, if they vary as
+the samples so far do:
 
     pairs  = the off-diagonal (source, target) pairs with at least one sample
     if min(n over pairs) < max(min_samples, 2):  1                            (dense at first)
     σ²     = M2 / (V1 − V2 / V1)                                              (per pair)
-    se(d)  = median over pairs of σ · sqrt(V2 + d²) / (V1 + d)    (the stderr after a sample of weight d)
+    se(d)  = median over pairs of σ · sqrt(V2 + m d²) / (V1 + m d)  (the stderr after m samples of weight d)
     target = precision · spread,   spread = standard deviation of the pairs' means
     d      ∈ 1 .. min(2 · interval, max_interval)
     the largest d with se(d) <= target                                        (as sparse as precision allows)
@@ -50,11 +53,15 @@ would keep collection dense for a long time (on the demo's planted data the larg
 also the noisiest).
 
 The rule reads the *time-weighted* standard error, the precision of the matrix the run reports. A
-sparse sample stands for many steps and lowers n_eff: sampling every d steps over the last L steps
-gives n_eff ≈ L / d, so the rule keeps d near L / N (N the effective samples the precision asks
-for): the interval grows with the elapsed run, and a run of T steps takes about N · (1 + ln(T / N))
-samples before the floor (the price of a precision that holds at any time, when T is not known:
-N evenly spaced samples would do for a known T). With the unweighted count instead, n grows with
+sparse sample stands for many steps and lowers n_eff. With the run's end known, the rule spreads
+the samples evenly over what remains, at the sparsest interval whose samples reach the precision
+by the end (equal weights give the most effective samples for their number; if not even every
+step can reach it, every step: the paper's setting); it re-plans after every sample, so a change
+in variance or spread changes the interval. Without the end (m = 1) the precision must hold after
+every sample: sampling every d steps over the last L steps gives n_eff ≈ L / d, so the rule keeps
+d near L / N (N the effective samples the precision asks for), the interval grows with the elapsed
+run, and a run of T steps takes about N · (1 + ln(T / N)) samples before the floor, against about
+N evenly spaced ones when T is known. With the unweighted count instead, n grows with
 every sample whatever it stands for: the schedule thinned after the first dense samples and the
 plain mean was dominated by the start of training (the demo before this rule: BENCHMARKS.md),
 while with time weights its few late samples would carry most of the weight (n_eff about 8 of 74
@@ -87,6 +94,18 @@ V2 / V1 = 13 steps, the weight that adds a whole effective sample:
 >>> next_interval(count, mean, m2, interval=16, weight=weight, weight2=weight2, min_samples=20,
 ...               precision=0.25, max_interval=100)
 13
+
+With the run's end known the samples to come count too: 20 equal samples with σ² = 0.8
+(standard error 0.2 > target 0.15 at precision 0.15) are not precise, and the next sample alone
+cannot make them so (the most precision per sample: every step); with 200 steps left, every 6
+steps gives 33 more samples and sqrt(0.8 (20 + 33 · 36)) / (20 + 33 · 6) = 0.143 <= 0.15, every 7
+steps 0.155 (the interval may at most double from 4 to 8):
+
+>>> m2 = np.full((2, 2), 19 * 0.8)
+>>> next_interval(count, mean, m2, interval=4, min_samples=20, precision=0.15, max_interval=100)
+1
+>>> next_interval(count, mean, m2, interval=4, remaining=200, min_samples=20, precision=0.15, max_interval=100)
+6
 """
 
 from __future__ import annotations
@@ -127,8 +146,8 @@ def standard_error(count, m2, weight=None, weight2=None) -> np.ndarray:
         return np.where(ok, np.sqrt(np.maximum(m2, 0.0) * weight2 / np.where(ok, denominator, 1.0)), np.nan)
 
 
-def next_interval(count, mean, m2, interval: int, *, weight=None, weight2=None, min_samples: int, precision: float,
-                  max_interval: int) -> int:
+def next_interval(count, mean, m2, interval: int, *, weight=None, weight2=None, remaining: int | None = None,
+                  min_samples: int, precision: float, max_interval: int) -> int:
     """Optimizer steps from this affinity step to the next (the rule in the module docstring).
 
     Args:
@@ -137,6 +156,8 @@ def next_interval(count, mean, m2, interval: int, *, weight=None, weight2=None, 
       interval: the interval that led to this step (1 for the first).
       weight, weight2: [k, k] Σ w and Σ w² per pair (the steps the samples stand for); None:
         every weight 1.
+      remaining: the optimizer steps of the run after this one, if known (then the samples to the
+        end of the run must reach the precision; else the next sample must).
       min_samples, precision, max_interval: `AffinityConfig.auto_min_samples`, `auto_precision`,
         `auto_max_interval`.
     """
@@ -150,6 +171,7 @@ def next_interval(count, mean, m2, interval: int, *, weight=None, weight2=None, 
     sigma = np.sqrt(np.maximum(m2, 0.0) / (v1 - v2 / v1))  # one step's Z
     target = precision * float(np.std(np.asarray(mean, np.float64)[pairs]))
     d = np.arange(1, min(2 * interval, max_interval) + 1, dtype=np.float64)[:, None]
-    after = np.median(sigma * np.sqrt(v2 + d ** 2) / (v1 + d), axis=1)  # the stderr after a sample of weight d
+    m = 1.0 if remaining is None else np.floor(max(remaining, 0) / d)  # samples of weight d to come
+    after = np.median(sigma * np.sqrt(v2 + m * d ** 2) / (v1 + m * d), axis=1)  # the stderr after them
     precise = np.flatnonzero(after <= target)
     return int(d[precise[-1], 0] if precise.size else d[np.argmin(after), 0])

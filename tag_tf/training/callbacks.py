@@ -16,10 +16,18 @@ from absl import logging
 
 
 class AffinityEpochs(keras.callbacks.Callback):
-    """Records the cumulative affinity sums at every epoch boundary, for the per-epoch means.
+    """Records the cumulative affinity sums at every epoch boundary, for the per-epoch means, and
+    tells the adaptive schedule where the run ends (the optimizer iteration now plus epochs times
+    steps per epoch, when the loop knows them: `AffinitySchedule.plan`).
 
-    `MultiTaskModel.fit` adds it by itself; custom training loops add it to their callbacks.
+    `MultiTaskModel.fit` adds it by itself (first, so that a `BackupAndRestore` after it restores
+    the planned end of the interrupted run); custom training loops add it to their callbacks.
     """
+
+    def on_train_begin(self, logs=None):
+        epochs, steps = self.params.get("epochs"), self.params.get("steps")
+        iteration = int(self.model.optimizer.iterations.numpy())
+        self.model.affinity_schedule.plan(iteration + epochs * steps if epochs and steps else None)
 
     def on_epoch_begin(self, epoch, logs=None):
         if not self.model.affinity_accumulator.started:
