@@ -316,6 +316,39 @@ def test_auto_schedule_collects_at_the_steps_of_a_hand_trace():
     assert result.stderr[1, 0] == pytest.approx(np.sqrt(variance * np.sum(w ** 2) / w.sum() ** 2), rel=1e-5)
 
 
+def test_auto_schedule_with_the_runs_end_known_spreads_the_samples_to_come():
+    """The hand trace's values and settings, with the run's end planned at iteration 75 (as `fit()`
+    plans it): the rule asks whether sampling every d steps to the end reaches the precision.
+
+    it 0-4 as without the end (the pairs are constant until it 8).  it 8: σ 2.349, target 0.117,
+    66 steps left: every step gives V1 75, V2 89, median se 2.349 · sqrt(89) / 75 / 2 = 0.148, every
+    2 steps more (0.195): not reachable, so every step, the most precision.  it 39: V1 40, V2 54,
+    M2 57.6, σ² 1.490, target 0.3 · (1 − 0.4) / 2 = 0.090, 35 left: every step 0.077, every 2 steps
+    (17 samples of weight 2) sqrt(1.490 (54 + 68)) / 74 / 2 = 0.0911 > 0.090 -> 1.  it 40: V1 41,
+    V2 55, M2 57.76, σ² 1.456, target 0.0915, 34 left: every 2 steps sqrt(1.456 (55 + 68)) / 75 / 2
+    = 0.0892 -> 2 (at most double).  Then 2, 3, 3 and 4 (the floor) to the end."""
+    from tag_tf.affinity import AffinityAccumulator
+    from tag_tf.training.schedule import AffinitySchedule
+
+    config = AffinityConfig(auto_min_samples=3, auto_precision=0.3, auto_max_interval=4)
+    owner = keras.layers.Layer()
+    accumulator, schedule = AffinityAccumulator(["a", "b"], max_epochs=1), AffinitySchedule(config)
+    accumulator.build(owner)
+    schedule.build(owner)
+    schedule.plan(75)
+    collected = []
+
+    def affinity_step(iteration):
+        collected.append(iteration)
+        z = np.array([[0.0, 1.0], [4.0 if iteration == 8 else 0.0, 0.0]], "float32")
+        accumulator.add(z, valid=np.ones((2, 2), bool), skipped=np.zeros((2, 2), bool), weight=schedule.weight())
+
+    for iteration in range(75):
+        schedule.run(iteration, lambda _: None, affinity_step, accumulator, iteration)
+    assert collected == [0, 1, 2, 4, *range(8, 41), 42, 44, 47, 50, 54, 58, 62, 66, 70, 74]
+    assert schedule.remaining(74) == 0 and schedule.remaining(75) is None
+
+
 def weighted_reference(z, w, valid):
     """numpy: the time-weighted mean, M2, V1, V2 and stderr of samples z [steps, ...] with weights
     w [steps] where `valid` [steps, ...]."""
@@ -433,6 +466,7 @@ def test_auto_schedule_weights_each_sample_by_the_steps_since_the_previous_one_i
     model.fit(x, y, batch_size=4, epochs=1, verbose=0, shuffle=False, callbacks=[recorder, collected])  # 40 steps
     steps = collected.steps
     assert 4 < len(steps) < 30 and max(np.diff(steps)) > 2  # it thinned
+    assert int(model.affinity_schedule.end.numpy()) == 40  # fit() planned the run's end: 1 epoch x 40 steps
     assert recorder.weight == list(np.diff([-1, *steps]).astype(float))
     w = np.array(recorder.weight)
     z = np.array(recorder.total) / w[:, None, None]
