@@ -17,7 +17,9 @@ time-weighted mean, a Riemann sum of Z over the steps:
 
 M2 / (V1 − V2 / V1) is the unbiased ("reliability weights") estimate of the variance σ² of one
 step's Z about the run's mean, and σ² · V2 / V1² the variance of the weighted mean of independent
-samples, so `stderr` is the standard error of the time-weighted mean. A weight is fixed before its
+samples, so `stderr` is the standard error of the time-weighted mean (it assumes the steps' Z
+scatter alike about the mean; the selection's block bootstrap, `tag_tf.selection.stability`, does
+not). A weight is fixed before its
 sample is seen (the interval was chosen at the previous affinity step), so a sample's value never
 changes its own weight: the weighting adds no selection bias. Weights equal → the plain mean, M2
 and standard error, whatever the common weight (`every_n_steps=n` gives what it always gave).
@@ -45,10 +47,10 @@ the interval at a time, so that a change over training is still seen before the 
 far) while the typical pair stays known to `precision` of the spread between pairs (how much the
 sources of a target differ is what decides the selection: at precision 0.25 a difference of one
 spread between two pairs is about 2.8 standard errors); it never gets sparser than every
-`max_interval` steps. When the precision is not met, the next sample's weight is the one that
-adds the most precision: for one pair, n_eff' = (V1 + d)² / (V2 + d²) is largest at d = V2 / V1,
-where it is n_eff + 1 (one effective sample per sample), while a sample of weight 1 after heavy
-ones adds almost nothing. The median, not the largest, standard error: the noisiest pair alone
+`max_interval` steps. When the precision is not met, the interval is the one that adds the most
+precision: to the end of a known run, every step; without the end, for one pair n_eff' =
+(V1 + d)² / (V2 + d²) is largest at d = V2 / V1, where it is n_eff + 1 (one effective sample per
+sample), while a sample of weight 1 after heavy ones adds almost nothing. The median, not the largest, standard error: the noisiest pair alone
 would keep collection dense for a long time (on the demo's planted data the largest affinities are
 also the noisiest).
 
