@@ -475,6 +475,8 @@ def test_auto_schedule_weights_each_sample_by_the_steps_since_the_previous_one_i
     np.testing.assert_allclose(result.matrix, mean, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(result.stderr, stderr, rtol=1e-3, atol=1e-6)
     assert not np.allclose(mean, z.mean(0), rtol=1e-3)  # the weights matter on this run
+    model.fit(x, y, batch_size=4, initial_epoch=1, epochs=3, verbose=0, shuffle=False)  # epochs 2 and 3 go on
+    assert int(model.affinity_schedule.end.numpy()) == 40 + 2 * 40
 
 
 def test_affinity_file_without_stderr_or_blocks_still_loads():
