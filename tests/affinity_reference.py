@@ -56,8 +56,9 @@ def measured_affinity(model, x, y):
     """The model's Z from one affinity step on (x, y), its accumulator emptied first (the groups'
     sums too, so that `model.task_affinity().group_affinity` holds this step's)."""
     accumulator = model.affinity_accumulator
-    for variable in (accumulator.total, accumulator.count, *(
-            (accumulator.group_total, accumulator.group_count) if accumulator.groups else ())):
+    for variable in (accumulator.total, accumulator.count, accumulator.weight, accumulator.weight2, *(
+            (accumulator.group_total, accumulator.group_count, accumulator.group_weight, accumulator.group_weight2)
+            if accumulator.groups else ())):
         variable.assign(tf.zeros_like(variable))
     model.train_on_batch(x, y)
     return model.task_affinity().matrix

@@ -514,6 +514,28 @@ def affinity_from_steps(matrix, noise, steps=40, seed=0):
                         blocks=tuple(samples), block_counts=(np.ones(matrix.shape, np.int64),) * steps)
 
 
+def test_stability_weighs_each_block_by_the_steps_it_stands_for():
+    """Two blocks: one sample of {a, b} + {c, d} standing for 100 steps and one of {a, c} + {b, d}
+    (three times as strong) standing for 1. A draw of both averages them by weight, 100 : 1, and
+    keeps {a, b} + {c, d}; only the draws of the light block twice (a quarter) choose otherwise.
+    By sample counts, 1 : 1, the mixed draws would choose {a, c} + {b, d} too."""
+    from tag_tf.affinity import TaskAffinity
+
+    heavy, tasks = two_blocks()
+    light = 3 * heavy[:, [0, 2, 1, 3]][[0, 2, 1, 3]]  # the same structure on {a, c} + {b, d}
+    ones = np.ones((4, 4), np.int64)
+    weighted = TaskAffinity(tasks=tuple(tasks), matrix=(100 * heavy + light) / 101, steps=2, blocks=(heavy, light),
+                            block_counts=(ones, ones), block_weights=(100.0 * ones, 1.0 * ones))
+    chosen = select_groups(weighted.matrix, 2, tasks=tasks)
+    assert chosen.groups == (("a", "b"), ("c", "d"))
+    select = lambda m: select_groups(m, 2, tasks=tasks)  # noqa: E731
+    draws = np.random.default_rng(0).integers(0, 2, size=(400, 2))
+    light_twice = float(np.mean(draws.sum(axis=1) == 2))
+    assert selection.stability(weighted, chosen, select, resamples=400) == pytest.approx(1 - light_twice)
+    unweighted = dataclasses.replace(weighted, block_weights=())  # an older file: its samples weigh 1
+    assert selection.stability(unweighted, chosen, select, resamples=400) == pytest.approx(np.mean(draws.sum(1) == 0))
+
+
 def test_stability_is_one_on_a_clear_cut_matrix_and_lower_on_a_near_tie():
     a, tasks = two_blocks()
     clear, = selection.select_from_affinity(affinity_from_steps(a, noise=0.1), [2])

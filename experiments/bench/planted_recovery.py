@@ -66,8 +66,9 @@ def main(argv):
           f"batch {config.train.batch_size}, SGD({config.train.learning_rate:g}, momentum {config.train.momentum:g}), "
           f"{config.train.epochs} epochs, affinity {config.affinity.mode} every {config.affinity.every_n_steps} "
           f"step(s).\n")
-    print("| seed | TAG's groups, k = planted | = planted | stability | mean affinity within / across groups | seconds |")
-    print("|---:|---|:---:|---:|---:|---:|")
+    print("| seed | TAG's groups, k = planted | = planted | stability | mean affinity within / across groups | "
+          "affinity steps | seconds |")
+    print("|---:|---|:---:|---:|---:|---:|---:|")
     count, stable = 0, []
     for seed in range(FLAGS.seeds):
         seeded = config.replace(seed=seed)
@@ -87,7 +88,7 @@ def main(argv):
         groups = " ".join("{" + ", ".join(g) + "}" for g in grouping.groups)
         stability = "n/a" if grouping.stability is None else f"{grouping.stability:.2f}"
         print(f"| {seed} | {groups} | {'yes' if ok else 'no'} | {stability} | {within:.3f} / {across:.3f} | "
-              f"{time.time() - start:.0f} |", flush=True)
+              f"{affinity.steps} | {time.time() - start:.0f} |", flush=True)
         logging.info("seed %d: %s", seed, "recovered" if ok else "not recovered")
     print(f"\nTAG's grouping equals the planted one on {count} of {FLAGS.seeds} seeds; of the {len(stable)} seeds "
           f"whose stability is at least {STABLE:g}, {sum(stable)} chose the planted grouping (calibration).")

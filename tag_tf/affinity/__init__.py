@@ -14,7 +14,7 @@ True
 """
 
 from tag_tf.affinity.accumulator import AffinityAccumulator
-from tag_tf.affinity.adaptive import next_interval, standard_error
+from tag_tf.affinity.adaptive import effective_samples, next_interval, standard_error
 from tag_tf.affinity.config import AUTO, MAX_GROUP_LOOKAHEADS, MODES, AffinityConfig
 from tag_tf.affinity.estimates import (cosine_affinity, exact_affinity, first_order_affinity, mean_affinity,
                                        valid_samples)
@@ -26,6 +26,7 @@ from tag_tf.affinity.result import TaskAffinity
 __all__ = [
     "AUTO", "AffinityAccumulator", "AffinityConfig", "MAX_GROUP_LOOKAHEADS", "MODES", "SUPPORTED_OPTIMIZERS",
     "TaskAffinity", "adam_delta", "candidate_groups", "check_optimizer", "clip_gradients", "cosine_affinity",
-    "current_learning_rate", "exact_affinity", "first_order_affinity", "lookahead_deltas", "mean_affinity",
-    "membership", "next_interval", "sgd_delta", "standard_error", "unwrap_optimizer", "valid_samples",
+    "current_learning_rate", "effective_samples", "exact_affinity", "first_order_affinity", "lookahead_deltas",
+    "mean_affinity", "membership", "next_interval", "sgd_delta", "standard_error", "unwrap_optimizer",
+    "valid_samples",
 ]

@@ -2,14 +2,22 @@
 that it is checkpointed with the weights (`BackupAndRestore`, `ModelCheckpoint`) and summed once
 under a `tf.distribute` strategy (every replica adds the same, all-reduced, Z).
 
-Per pair it keeps the sum and count of the samples and M2, the sum of squared deviations from
-their mean (Welford's update: M2 += (z − mean_before) · (z − mean_after)), for the standard error;
-the cumulative sums at every epoch boundary, for per-epoch means; and the sums and counts of up
-to `blocks` blocks of consecutive affinity steps (one step per block until every block is used,
-then neighbouring blocks merge and each block holds twice as many), for the selection stability
-bootstrap (`tag_tf.selection.stability`). With candidate groups (mode="group_lookahead") it keeps
-the same sum, count and M2 for every (group, member) Z[G→j], and their blocks alongside the pairs'
-(the same steps in each block, merged together).
+Every sample z of an affinity step comes with its weight w, the optimizer steps it stands for
+(`AffinitySchedule.weight`: the steps since the previous affinity step), and every mean is the
+time-weighted mean Σ w z / Σ w, the estimate of the mean of Z over every step of the run
+(`tag_tf.affinity.adaptive` states the estimator and its standard error). Per pair it keeps:
+
+    total  += w · z                    count   += 1           (samples, for the schedule's start)
+    weight += w                        weight2 += w²          (V1 and V2, for n_eff = V1² / V2)
+    M2     += w · (z − mean_before) · (z − mean_after)        (West's weighted Welford update)
+
+the cumulative (total, weight) at every epoch boundary, for per-epoch means; and the total, count
+and weight of up to `blocks` blocks of consecutive affinity steps (one step per block until every
+block is used, then neighbouring blocks merge and each block holds twice as many), for the
+selection stability bootstrap (`tag_tf.selection.stability`). With candidate groups
+(mode="group_lookahead") it keeps the same total, count, weights and M2 for every (group, member)
+Z[G→j], and their blocks alongside the pairs' (the same steps in each block, merged together).
+Equal weights (`every_n_steps=n`) give the plain means, M2 and standard errors.
 
 >>> import keras, numpy as np
 >>> accumulator = AffinityAccumulator(["a", "b"], max_epochs=10, blocks=4)
@@ -22,11 +30,17 @@ the same sum, count and M2 for every (group, member) Z[G→j], and their blocks 
 >>> result = accumulator.result()
 >>> result.matrix.tolist(), result.stderr[0, 1], result.steps, len(result.epochs), len(result.blocks)
 ([[0.0, 1.0], [0.25, 0.0]], np.float64(0.5), 2, 1, 2)
+>>> z = np.array([[0.0, 4.0], [0.25, 0.0]], "float32")   # a third sample, standing for 2 steps
+>>> accumulator.add(z, valid=np.ones((2, 2), bool), skipped=np.zeros((2, 2), bool), weight=2.0)
+>>> result = accumulator.result()  # mean (0.5 + 1.5 + 2 · 4) / 4, M2 = 2² + 1² + 2 · 1.5² = 9.5, V1 = 4, V2 = 6,
+>>> # stderr = sqrt(M2 · V2 / (V1 (V1² − V2))) = sqrt(57 / 40)
+>>> float(result.matrix[0, 1]), round(float(result.stderr[0, 1]), 4), result.block_weights[-1][0, 1]
+(2.5, 1.1937, np.float64(2.0))
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -38,8 +52,9 @@ from tag_tf.affinity.result import TaskAffinity
 
 
 class AffinityAccumulator:
-    """Sums, counts, M2, skipped samples and affinity steps of a run, the cumulative sums at every
-    epoch boundary (the first `max_epochs` epochs), and blocks of consecutive steps.
+    """Weighted sums, counts, weights, M2, skipped samples and affinity steps of a run, the
+    cumulative sums at every epoch boundary (the first `max_epochs` epochs), and blocks of
+    consecutive steps.
 
     Args:
       tasks: the task names, in the model's order.
@@ -61,14 +76,17 @@ class AffinityAccumulator:
         state = dict(trainable=False, initializer="zeros", aggregation="only_first_replica")
         self.total = owner.add_weight(shape=(k, k), name="affinity_total", **state)
         self.count = owner.add_weight(shape=(k, k), name="affinity_count", **state)
+        self.weight = owner.add_weight(shape=(k, k), name="affinity_weight", **state)
+        self.weight2 = owner.add_weight(shape=(k, k), name="affinity_weight2", **state)
         self.skipped = owner.add_weight(shape=(), name="affinity_skipped", **state)
         self.steps = owner.add_weight(shape=(), name="affinity_steps", **state)
-        # cumulative (total, count) at every epoch boundary
+        # cumulative (total, weight) at every epoch boundary
         self.marks = owner.add_weight(shape=(self.max_epochs + 1, 2, k, k), name="affinity_marks", **state)
         self.num_marks = owner.add_weight(shape=(), name="affinity_num_marks", **state)
         self.m2 = owner.add_weight(shape=(k, k), name="affinity_m2", **state)
         self.block_total = owner.add_weight(shape=(self.num_blocks, k, k), name="affinity_block_total", **state)
         self.block_count = owner.add_weight(shape=(self.num_blocks, k, k), name="affinity_block_count", **state)
+        self.block_weight = owner.add_weight(shape=(self.num_blocks, k, k), name="affinity_block_weight", **state)
         self.block_size = owner.add_weight(shape=(), name="affinity_block_size",
                                            **{**state, "initializer": "ones"})
         if self.groups:
@@ -76,21 +94,27 @@ class AffinityAccumulator:
             self.group_total = owner.add_weight(shape=shape, name="affinity_group_total", **state)
             self.group_count = owner.add_weight(shape=shape, name="affinity_group_count", **state)
             self.group_m2 = owner.add_weight(shape=shape, name="affinity_group_m2", **state)
+            self.group_weight = owner.add_weight(shape=shape, name="affinity_group_weight", **state)
+            self.group_weight2 = owner.add_weight(shape=shape, name="affinity_group_weight2", **state)
             blocks = (self.num_blocks, *shape)
             self.group_block_total = owner.add_weight(shape=blocks, name="affinity_group_block_total", **state)
             self.group_block_count = owner.add_weight(shape=blocks, name="affinity_group_block_count", **state)
+            self.group_block_weight = owner.add_weight(shape=blocks, name="affinity_group_block_weight", **state)
 
-    def add(self, z, valid, skipped, group_z=None, group_valid=None) -> None:
+    def add(self, z, valid, skipped, group_z=None, group_valid=None, weight=1.0) -> None:
         """Add one affinity step: Z [k, k] where `valid`, and the count of `skipped` samples (pairs
-        and groups); with candidate groups, also Z[G→j] [groups, k] where `group_valid`."""
-        z, valid = _welford(self.total, self.count, self.m2, z, valid)
+        and groups); with candidate groups, also Z[G→j] [groups, k] where `group_valid`. `weight`:
+        the optimizer steps this step's samples stand for (a scalar, the same on every replica)."""
+        weight = tf.cast(weight, tf.float32)
+        z, valid = _welford(self.total, self.count, self.weight, self.weight2, self.m2, z, valid, weight)
         if self.groups:
-            group_z, group_valid = _welford(self.group_total, self.group_count, self.group_m2, group_z, group_valid)
-        self._add_to_block(z, valid, group_z, group_valid)
+            group_z, group_valid = _welford(self.group_total, self.group_count, self.group_weight, self.group_weight2,
+                                            self.group_m2, group_z, group_valid, weight)
+        self._add_to_block(weight, z, valid, group_z, group_valid)
         self.skipped.assign_add(tf.reduce_sum(tf.cast(skipped, tf.float32)))
         self.steps.assign_add(1.0)
 
-    def _add_to_block(self, z, valid, group_z=None, group_valid=None) -> None:
+    def _add_to_block(self, weight, z, valid, group_z=None, group_valid=None) -> None:
         """Add the step to its block, first merging neighbouring blocks when every block is full
         (the candidate groups' blocks with the pairs')."""
         size, steps = self.block_size.value, self.steps.value
@@ -102,9 +126,10 @@ class AffinityAccumulator:
 
         size = tf.where(full, 2.0 * size, size)
         index = tf.cast(tf.math.floor(steps / size), tf.int32)[None, None]
-        updates = [(self.block_total, z), (self.block_count, valid)]
+        updates = [(self.block_total, weight * z), (self.block_count, valid), (self.block_weight, weight * valid)]
         if self.groups:
-            updates += [(self.group_block_total, group_z), (self.group_block_count, group_valid)]
+            updates += [(self.group_block_total, weight * group_z), (self.group_block_count, group_valid),
+                        (self.group_block_weight, weight * group_valid)]
         for blocks, value in updates:
             blocks.assign(tf.tensor_scatter_nd_add(merged(blocks.value), index, value[None]))
         self.block_size.assign(size)
@@ -119,7 +144,7 @@ class AffinityAccumulator:
                 self.num_marks.assign(index + 1.0)
             return
         marks = self.marks.numpy()
-        marks[index] = np.stack([self.total.numpy(), self.count.numpy()])
+        marks[index] = np.stack([self.total.numpy(), self.weight.numpy()])
         self.marks.assign(marks)
         self.num_marks.assign(index + 1.0)
 
@@ -128,59 +153,80 @@ class AffinityAccumulator:
         """Whether the first epoch boundary is recorded."""
         return bool(self.num_marks.numpy())
 
-    def state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(count, mean, M2) per pair, float64 [k, k] (mean NaN where no sample)."""
-        count = self.count.numpy().astype(np.float64)
-        return count, mean_affinity(self.total.numpy(), count), self.m2.numpy().astype(np.float64)
+    def state(self) -> RunningState:
+        """Per pair, float64 [k, k]: sample count, weights V1 = Σ w and V2 = Σ w², time-weighted
+        mean (NaN where no sample) and M2."""
+        weight = self.weight.numpy().astype(np.float64)
+        return RunningState(count=self.count.numpy().astype(np.float64), weight=weight,
+                            weight2=self.weight2.numpy().astype(np.float64),
+                            mean=mean_affinity(self.total.numpy(), weight), m2=self.m2.numpy().astype(np.float64))
 
     def result(self) -> TaskAffinity:
         """The affinity so far: `matrix[source, target]`, its standard errors, per-epoch means,
         blocks, steps, skipped samples."""
         marks = self.marks.numpy()[: int(self.num_marks.numpy())]
         epochs = tuple(mean_affinity(end[0] - start[0], end[1] - start[1]) for start, end in zip(marks[:-1], marks[1:]))
-        count, mean, m2 = self.state()
+        state = self.state()
         used = self.block_count.numpy().reshape(self.num_blocks, -1).sum(axis=1) > 0
         if self.groups:  # a block where only groups had samples is used too
             used |= self.group_block_count.numpy().reshape(self.num_blocks, -1).sum(axis=1) > 0
-        block_counts = self.block_count.numpy()[used]
-        group_affinity, group_stderr, group_blocks, group_block_counts = {}, {}, {}, {}
+        block_counts, block_weights = self.block_count.numpy()[used], self.block_weight.numpy()[used]
+        group_affinity, group_stderr, group_blocks, group_block_counts, group_block_weights = {}, {}, {}, {}, {}
         if self.groups:
-            group_count = self.group_count.numpy().astype(np.float64)
-            group_mean = mean_affinity(self.group_total.numpy(), group_count)
-            group_se = standard_error(group_count, self.group_m2.numpy())
+            group_mean = mean_affinity(self.group_total.numpy(), self.group_weight.numpy())
+            group_se = standard_error(self.group_count.numpy(), self.group_m2.numpy(), self.group_weight.numpy(),
+                                      self.group_weight2.numpy())
             index = {t: j for j, t in enumerate(self.tasks)}
             for g, group in enumerate(self.groups):
                 group_affinity[group] = {t: float(group_mean[g, index[t]]) for t in group}
                 group_stderr[group] = {t: float(group_se[g, index[t]]) for t in group}
             counts = self.group_block_count.numpy()[used].astype(np.int64)  # [blocks, groups, k]
-            means = mean_affinity(self.group_block_total.numpy()[used], counts)
+            weights = self.group_block_weight.numpy()[used].astype(np.float64)
+            means = mean_affinity(self.group_block_total.numpy()[used], weights)
             for g, group in enumerate(self.groups):
                 group_blocks[group] = {t: means[:, g, index[t]] for t in group}
                 group_block_counts[group] = {t: counts[:, g, index[t]] for t in group}
+                group_block_weights[group] = {t: weights[:, g, index[t]] for t in group}
         return TaskAffinity(
             tasks=self.tasks,
-            matrix=mean,
+            matrix=state.mean,
             epochs=epochs,
             steps=int(self.steps.numpy()),
             skipped=int(self.skipped.numpy()),
-            stderr=standard_error(count, m2),
-            blocks=tuple(mean_affinity(t, c) for t, c in zip(self.block_total.numpy()[used], block_counts)),
+            stderr=standard_error(state.count, state.m2, state.weight, state.weight2),
+            blocks=tuple(mean_affinity(t, w) for t, w in zip(self.block_total.numpy()[used], block_weights)),
             block_counts=tuple(c.astype(np.int64) for c in block_counts),
+            block_weights=tuple(w.astype(np.float64) for w in block_weights),
             group_affinity=group_affinity,
             group_stderr=group_stderr,
             group_blocks=group_blocks,
             group_block_counts=group_block_counts,
+            group_block_weights=group_block_weights,
         )
 
 
-def _welford(total, count, m2, z, valid):
-    """Add the samples `z` where `valid` to the running (total, count, M2) variables (Welford's
-    update); returns (z with invalid entries zeroed, valid as float)."""
+class RunningState(NamedTuple):
+    """The running state of every pair (float64 [k, k]): what `next_interval` reads."""
+
+    count: np.ndarray
+    weight: np.ndarray
+    weight2: np.ndarray
+    mean: np.ndarray
+    m2: np.ndarray
+
+
+def _welford(total, count, weight_sum, weight2_sum, m2, z, valid, weight):
+    """Add the samples `z` where `valid`, each of weight `weight`, to the running (Σ w z, count,
+    Σ w, Σ w², M2) variables (West's weighted Welford update: M2 += w (z − mean_before)
+    (z − mean_after)); returns (z with invalid entries zeroed, valid as float)."""
     valid = tf.cast(valid, tf.float32)
     z = tf.where(valid > 0, tf.cast(z, tf.float32), 0.0)
-    new_total, new_count = total.value + z, count.value + valid
-    mean_before = tf.math.divide_no_nan(total.value, count.value)
-    m2.assign_add(valid * (z - mean_before) * (z - tf.math.divide_no_nan(new_total, new_count)))
+    w = weight * valid
+    new_total, new_weight = total.value + w * z, weight_sum.value + w
+    mean_before = tf.math.divide_no_nan(total.value, weight_sum.value)
+    m2.assign_add(w * (z - mean_before) * (z - tf.math.divide_no_nan(new_total, new_weight)))
     total.assign(new_total)
-    count.assign(new_count)
+    count.assign_add(valid)
+    weight_sum.assign(new_weight)
+    weight2_sum.assign_add(w * weight)
     return z, valid

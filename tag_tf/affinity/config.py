@@ -53,7 +53,8 @@ class AffinityConfig:
         stability bootstrap (one step per block until they are full; then neighbours merge).
       auto_min_samples: "auto" collects at every step until every pair has this many samples.
       auto_precision: "auto" thins collection while the median standard error of the pairs is at
-        most this fraction of the spread (standard deviation) of the pairs' means.
+        most this fraction of the spread (standard deviation) of the pairs' means (both
+        time-weighted: each sample weighs the optimizer steps it stands for).
       auto_max_interval: "auto" never collects less often than every this many steps (the floor,
         so that drift over training is still seen).
     """

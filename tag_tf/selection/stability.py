@@ -1,9 +1,11 @@
 """Selection stability: how often a bootstrap of the affinity samples selects the same grouping.
 
-The affinity run keeps blocks of consecutive affinity steps (`TaskAffinity.blocks`, their means and
-counts; one step per block in short runs). A bootstrap resample draws as many blocks, with
-replacement, and averages them into a matrix (count-weighted, a pair without samples taken as 0,
-as `select_from_affinity` does); the grouping selected on it, for the same budget and options, is
+The affinity run keeps blocks of consecutive affinity steps (`TaskAffinity.blocks`, their
+time-weighted means and weights, the optimizer steps their samples stand for; one step per block
+in short runs). A bootstrap resample draws as many blocks, with replacement, and averages them into
+a matrix (weighted by the blocks' weights, as the run's matrix weights its samples: Σ w z / Σ w
+over the drawn blocks, the cluster bootstrap of a ratio estimator; a pair without samples taken
+as 0, as `select_from_affinity` does); the grouping selected on it, for the same budget and options, is
 compared with the chosen one: the same tasks served by the same groups. The share of resamples
 that agree is the grouping's stability. Blocks of consecutive steps keep what one step shares
 across pairs (one batch, one lookahead) and, once merged, what neighbouring steps share.
@@ -51,15 +53,16 @@ def served(grouping: Grouping) -> dict[str, frozenset]:
     return {task: frozenset(grouping.groups[index]) for task, index in grouping.assignment.items()}
 
 
-def bootstrap_matrices(blocks, block_counts, resamples: int, seed: int = 0):
-    """`resamples` matrices, each the count-weighted mean of as many blocks drawn with replacement
-    (NaN: no sample of that pair in the draw).
+def bootstrap_matrices(blocks, block_weights, resamples: int, seed: int = 0):
+    """`resamples` matrices, each the weighted mean of as many blocks drawn with replacement
+    (`block_weights`: the weight behind each entry of each block, `TaskAffinity.block_weights`, or
+    its sample counts; NaN: no sample of that pair in the draw).
 
     >>> means = [np.array([[1.0]]), np.array([[3.0]])]
     >>> [float(m[0, 0]) for m in bootstrap_matrices(means, [np.array([[1]]), np.array([[3]])], 3, seed=1)]
     [2.5, 3.0, 1.0]
     """
-    counts = np.asarray(block_counts, np.float64)
+    counts = np.asarray(block_weights, np.float64)
     sums = np.where(counts > 0, np.nan_to_num(np.asarray(blocks, np.float64)) * counts, 0.0)
     rng = np.random.default_rng(seed)
     for draw in rng.integers(0, len(counts), size=(resamples, len(counts))):
@@ -76,15 +79,16 @@ def stability(affinity, grouping: Grouping, select, resamples: int = 100, seed: 
     if len(getattr(affinity, "blocks", ())) < 2:
         return None
     target = served(grouping)
+    weights = getattr(affinity, "block_weights", ()) or affinity.block_counts  # unweighted in older files
     same = sum(served(select(np.nan_to_num(matrix))) == target
-               for matrix in bootstrap_matrices(affinity.blocks, affinity.block_counts, resamples, seed))
+               for matrix in bootstrap_matrices(affinity.blocks, weights, resamples, seed))
     return same / resamples
 
 
 def group_lookahead_resamples(affinity, resamples: int, seed: int = 0):
     """`resamples` bootstrap resamples of a group-lookahead run, each what `select_from_group_lookahead`
-    reads: ``tasks``, ``matrix`` (A[source, target]: the pairs' count-weighted mean over the drawn
-    blocks) and ``group_affinity`` (the groups' Z[G→member] over the same drawn blocks; a group
+    reads: ``tasks``, ``matrix`` (A[source, target]: the pairs' weighted mean over the drawn
+    blocks, as `bootstrap_matrices`) and ``group_affinity`` (the groups' Z[G→member] over the same drawn blocks; a group
     with a member without samples in the draw is left out, as the selection leaves it out).
 
     >>> from types import SimpleNamespace
@@ -99,9 +103,11 @@ def group_lookahead_resamples(affinity, resamples: int, seed: int = 0):
     entries = [(group, t) for group, values in affinity.group_blocks.items() for t in values]
     flat = np.asarray(affinity.blocks, np.float64).reshape(-1, k * k)  # [blocks, k·k], then [blocks, entries]
     means = np.concatenate([flat, np.array([affinity.group_blocks[g][t] for g, t in entries], np.float64).T], axis=1)
-    counts = np.concatenate([np.asarray(affinity.block_counts).reshape(-1, k * k),
-                             np.array([affinity.group_block_counts[g][t] for g, t in entries]).T], axis=1)
-    for values in bootstrap_matrices(means, counts, resamples, seed):
+    pair_weights = getattr(affinity, "block_weights", ()) or affinity.block_counts  # unweighted in older files
+    group_weights = getattr(affinity, "group_block_weights", None) or affinity.group_block_counts
+    weights = np.concatenate([np.asarray(pair_weights, np.float64).reshape(-1, k * k),
+                              np.array([group_weights[g][t] for g, t in entries], np.float64).T], axis=1)
+    for values in bootstrap_matrices(means, weights, resamples, seed):
         groups = {}
         for (group, t), value in zip(entries, values[k * k:]):
             groups.setdefault(group, {})[t] = float(value)

@@ -16,12 +16,25 @@ from absl import logging
 
 
 class AffinityEpochs(keras.callbacks.Callback):
-    """Records the cumulative affinity sums at every epoch boundary, for the per-epoch means.
+    """Records the cumulative affinity sums at every epoch boundary, for the per-epoch means, and
+    tells the adaptive schedule where this training run ends (`AffinitySchedule.plan`): at its
+    first epoch `e` of `epochs`, the optimizer iteration then plus (epochs − e) × steps per epoch,
+    when the loop knows the steps. A run resumed by `BackupAndRestore` at an epoch boundary plans
+    the same end as the uninterrupted one; `fit(initial_epoch=e, epochs=e + 1)` plans one epoch.
 
-    `MultiTaskModel.fit` adds it by itself; custom training loops add it to their callbacks.
+    `MultiTaskModel.fit` and `fit_distributed` add it by themselves; custom training loops add it
+    to their callbacks.
     """
 
+    def on_train_begin(self, logs=None):
+        self._planned = False
+
     def on_epoch_begin(self, epoch, logs=None):
+        if not getattr(self, "_planned", False):
+            epochs, steps = self.params.get("epochs"), self.params.get("steps")
+            iteration = int(self.model.optimizer.iterations.numpy())
+            self.model.affinity_schedule.plan(iteration + (epochs - epoch) * steps if epochs and steps else None)
+            self._planned = True
         if not self.model.affinity_accumulator.started:
             self.model.affinity_accumulator.mark_epoch()  # the start of the first epoch
 

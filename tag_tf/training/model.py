@@ -338,7 +338,8 @@ class MultiTaskModel(keras.Model):
 
     def _collect_affinity(self, x, y, sample_weight, shared_grads, before, global_counts):
         """Z of every (source, target) pair on this batch (and of every candidate group onto its
-        members), added to the accumulator; the formulas of each mode: `tag_tf.affinity.estimates`.
+        members), added to the accumulator with this step's weight, the optimizer steps it stands
+        for (`AffinitySchedule.weight`); the formulas of each mode: `tag_tf.affinity.estimates`.
 
         `shared_grads`: per task, the gradient of its global loss on the shared variables (summed
         over replicas, unscaled, without Task.weight); `before`: the global task losses."""
@@ -349,7 +350,7 @@ class MultiTaskModel(keras.Model):
             gram = tf.stack([tf.stack([gradient_dot(g_i, g_j) for g_j in shared_grads]) for g_i in shared_grads])
             z = affinity_lib.cosine_affinity(gram)
             valid, skipped = affinity_lib.valid_samples(before, z, z, labelled)  # z NaN: a zero gradient
-            self.affinity_accumulator.add(z, valid, skipped)
+            self.affinity_accumulator.add(z, valid, skipped, weight=self.affinity_schedule.weight())
             return
         deltas = [affinity_lib.lookahead_deltas(self.optimizer, g, shared) for g in shared_grads]
         if mode == "first_order":
@@ -371,7 +372,8 @@ class MultiTaskModel(keras.Model):
             group_valid, group_skipped = affinity_lib.valid_samples(before, after, group_z, labelled, all_labelled)
             group_valid = tf.logical_and(group_valid, members)
             skipped = tf.concat([skipped, tf.logical_and(group_skipped, members)], axis=0)
-        self.affinity_accumulator.add(z * scale, valid, skipped, group_z, group_valid)
+        self.affinity_accumulator.add(z * scale, valid, skipped, group_z, group_valid,
+                                      weight=self.affinity_schedule.weight())
 
     def _lookahead_sums(self, x, y, delta, sample_weight):
         """This replica's per-task (loss sums, counts) on this batch with the shared variables at
