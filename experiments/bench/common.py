@@ -1,4 +1,4 @@
-"""What several benchmarks share: the CelebA trunk's flags, the multi-head model of the serving
+"""What several benchmarks share: the CelebA trunk's flags, the planted presets' override flags, the multi-head model of the serving
 benchmarks, networks trained side by side in turns with every step timed, and a line describing
 the machine.
 
@@ -20,9 +20,10 @@ import time
 import keras
 import numpy as np
 import tensorflow as tf
-from absl import flags, logging
+from absl import app, flags, logging
 
 from tag_tf.models import build_multitask_model, celeba_resnet_trunk
+from tag_tf.run import PRESETS, RunConfig
 from tag_tf.tasks import Task
 
 FLAGS = flags.FLAGS
@@ -48,6 +49,39 @@ def define_multihead_flags() -> None:
     define_trunk_flags()
     flags.DEFINE_integer("tasks", 9, "n: tasks.")
     flags.DEFINE_integer("networks", 3, "k: networks of the multi-head model (tasks split evenly).")
+
+
+PLANTED_OVERRIDES = {
+    "epochs": (flags.DEFINE_integer, "Override the preset's epochs."),
+    "patience": (flags.DEFINE_integer, "Override the preset's patience."),
+    "num_examples": (flags.DEFINE_integer, "Override the preset's number of examples."),
+    "image_size": (flags.DEFINE_integer, "Override the preset's image size."),
+    "tasks_per_group": (flags.DEFINE_integer, "Override the preset's tasks per planted group."),
+    "planted_groups": (flags.DEFINE_integer, "Override the preset's number of planted groups."),
+    "trunk_filters": (flags.DEFINE_integer, "Override the preset's trunk width."),
+    "batch_size": (flags.DEFINE_integer, "Override the preset's batch size."),
+    "learning_rate": (flags.DEFINE_float, "Override the preset's learning rate."),
+    "affinity_every_n_steps": (flags.DEFINE_string, "Override the preset's affinity schedule: auto or n."),
+}
+
+
+def define_planted_flags(*overrides: str) -> None:
+    """--preset (one with planted data, default demo) and a flag for each setting of `overrides`
+    (names of `PLANTED_OVERRIDES`: flat `RunConfig` settings) that overrides the preset's value."""
+    flags.DEFINE_string("preset", "demo", "A preset with planted data.")
+    for name in overrides:
+        define, help_text = PLANTED_OVERRIDES[name]
+        define(name, None, help_text)
+
+
+def planted_config(*overrides: str, **settings) -> RunConfig:
+    """The --preset's settings with the override flags of `overrides` that were given and `settings`
+    (flat names) applied; a usage error if its data are not planted."""
+    given = {name: FLAGS[name].value for name in overrides if FLAGS[name].value is not None}
+    config = PRESETS[FLAGS.preset].replace(**settings, **given)
+    if not config.data.dataset.startswith("planted"):
+        raise app.UsageError(f"--preset={FLAGS.preset} has no planted data (dataset {config.data.dataset!r}).")
+    return config
 
 
 def trunk() -> keras.Model:

@@ -25,17 +25,14 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
-from tag_tf.run import PRESETS, build_network, fit, load_data  # noqa: E402
+from experiments.bench import common  # noqa: E402
+from tag_tf.run import build_network, fit, load_data  # noqa: E402
 from tag_tf.selection import STABLE, select_from_affinity  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("preset", "demo", "A preset with planted data.")
 flags.DEFINE_integer("seeds", 10, "Seeds 0 .. seeds-1.")
-flags.DEFINE_integer("epochs", None, "Override the preset's epochs.")
-flags.DEFINE_integer("num_examples", None, "Override the preset's number of examples.")
-flags.DEFINE_integer("trunk_filters", None, "Override the preset's trunk width.")
-flags.DEFINE_string("affinity_every_n_steps", None, "Override the preset's affinity schedule: auto or n.")
-OVERRIDES = ("epochs", "num_examples", "trunk_filters", "affinity_every_n_steps")
+OVERRIDES = ("epochs", "num_examples", "image_size", "trunk_filters", "affinity_every_n_steps")
+common.define_planted_flags(*OVERRIDES)
 
 
 def within_across(matrix: np.ndarray, names: list[str], planted: list[list[str]]) -> tuple[float, float]:
@@ -57,10 +54,7 @@ def recovers(groups, planted) -> bool:
 
 def main(argv):
     del argv
-    config = PRESETS[FLAGS.preset].replace(**{name: FLAGS[name].value for name in OVERRIDES
-                                              if FLAGS[name].value is not None})
-    if not config.data.dataset.startswith("planted"):
-        raise app.UsageError(f"--preset={FLAGS.preset} has no planted data (dataset {config.data.dataset!r}).")
+    config = common.planted_config(*OVERRIDES)
     print(f"Settings: preset {FLAGS.preset}, dataset {config.data.dataset}, {config.data.num_examples} examples, "
           f"{config.data.image_size}x{config.data.image_size}, trunk filters {config.model.trunk_filters}, "
           f"batch {config.train.batch_size}, SGD({config.train.learning_rate:g}, momentum {config.train.momentum:g}), "

@@ -89,6 +89,27 @@ def fit(config: RunConfig, data: RunData, model: MultiTaskModel, backup_dir: str
                      callbacks=callbacks, shuffle=False, verbose=0)  # the training batches are shuffled by tf.data
 
 
+def train_network(config: RunConfig, data: RunData, tasks: list[Task], backup_dir: str,
+                  restore_only: bool = False) -> MultiTaskModel:
+    """A plain network for `tasks`, built and trained as group training trains every network:
+    early stopping on the validation loss with the run's patience, the best epoch's weights kept.
+
+    >>> from tag_tf.run.data import load_data
+    >>> from tag_tf.run.presets import PRESETS
+    >>> import tempfile
+    >>> config = PRESETS["demo"].replace(num_examples=200, trunk_filters=2, epochs=1)
+    >>> data = load_data(config)
+    >>> with tempfile.TemporaryDirectory() as backup:
+    ...     model = train_network(config, data, data.tasks[:1], backup)
+    >>> [t.name for t in model.tasks], int(model.optimizer.iterations)
+    (['g0_t0'], 3)
+    """
+    model = build_network(config, data, tasks)
+    early = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.train.patience, restore_best_weights=True)
+    fit(config, data, model, backup_dir, [early], restore_only=restore_only)
+    return model
+
+
 def evaluate_per_task(model: MultiTaskModel, dataset: tf.data.Dataset) -> dict[str, dict[str, float]]:
     """{task: {"loss": ..., <metric name>: ..., ...}} (every metric of the task) on `dataset`."""
     if is_multi_worker(model.distribute_strategy):

@@ -46,7 +46,7 @@ from tag_tf.models import inference_flops
 from tag_tf.report import log_selection, write_report
 from tag_tf.run.config import RunConfig
 from tag_tf.run.data import RunData, batches, load_data
-from tag_tf.run.networks import build_network, evaluate_per_task, fit
+from tag_tf.run.networks import build_network, evaluate_per_task, fit, train_network
 from tag_tf.rundir import RunDir
 from tag_tf.training import AffinityLogger
 
@@ -198,10 +198,8 @@ def _train_group(run: Run, group: tuple[str, ...], seed: int = 0) -> None:
     start = time.time()
     config = run.config.replace(seed=run.config.runtime.seed + seed) if seed else run.config
     by_name = {t.name: t for t in run.data.tasks}
-    model = build_network(config, run.data, [by_name[t] for t in group])
-    early = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.train.patience,
-                                          restore_best_weights=True)
-    fit(config, run.data, model, run.dir.group_backup(run.names, group, seed), [early], restore_only=not run.chief)
+    model = train_network(config, run.data, [by_name[t] for t in group], run.dir.group_backup(run.names, group, seed),
+                          restore_only=not run.chief)
     result = {
         "tasks": list(group),
         "seed": config.runtime.seed,
