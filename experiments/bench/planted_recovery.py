@@ -35,7 +35,8 @@ flags.DEFINE_integer("epochs", None, "Override the preset's epochs.")
 flags.DEFINE_integer("num_examples", None, "Override the preset's number of examples.")
 flags.DEFINE_integer("trunk_filters", None, "Override the preset's trunk width.")
 flags.DEFINE_string("affinity_every_n_steps", None, "Override the preset's affinity schedule: auto or n.")
-OVERRIDES = ("epochs", "num_examples", "trunk_filters", "affinity_every_n_steps")
+flags.DEFINE_integer("train_examples", None, "Override the preset's training examples (0 = the whole split).")
+OVERRIDES = ("epochs", "num_examples", "trunk_filters", "affinity_every_n_steps", "train_examples")
 
 
 def within_across(matrix: np.ndarray, names: list[str], planted: list[list[str]]) -> tuple[float, float]:
@@ -61,7 +62,8 @@ def main(argv):
                                               if FLAGS[name].value is not None})
     if not config.data.dataset.startswith("planted"):
         raise app.UsageError(f"--preset={FLAGS.preset} has no planted data (dataset {config.data.dataset!r}).")
-    print(f"Settings: preset {FLAGS.preset}, dataset {config.data.dataset}, {config.data.num_examples} examples, "
+    print(f"Settings: preset {FLAGS.preset}, dataset {config.data.dataset}, {config.data.num_examples} examples "
+          f"({config.data.train_examples or 'all'} of the training split trained on), "
           f"{config.data.image_size}x{config.data.image_size}, trunk filters {config.model.trunk_filters}, "
           f"batch {config.train.batch_size}, SGD({config.train.learning_rate:g}, momentum {config.train.momentum:g}), "
           f"{config.train.epochs} epochs, affinity {config.affinity.mode} every {config.affinity.every_n_steps} "
