@@ -38,6 +38,8 @@ HELP = {
     "num_examples": "Examples of planted data or scenes (all splits).",
     "planted_groups": "Planted groups.",
     "tasks_per_group": "Tasks per planted group.",
+    "train_examples": "Train on the first this many examples of the training split (0 = all); validation and "
+                      "test stay whole.",
     "cache": "Keep decoded data in memory after the first epoch.",
     "architecture": f"The networks around the trunk, one of {run_config.ARCHITECTURES} (not for recipes).",
     "head_units": "Width of each task's decoder in the architectures.",

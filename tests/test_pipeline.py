@@ -27,6 +27,8 @@ TINY = PRESETS["demo"].replace(epochs=5, baselines=(), eval_seeds=1)
         ({"learning_rate": 0.0}, "learning_rate"),
         ({"momentum": 1.0}, "momentum"),
         ({"steps_per_epoch": -1}, "steps_per_epoch"),
+        ({"train_examples": -5}, r"train_examples must be an integer >= 0 \(0 = the whole training split\), got -5"),
+        ({"train_examples": 2.5}, "train_examples must be an integer >= 0 .*, got 2.5"),
         ({"num_groups": (2, 0)}, r"num_groups must be a non-empty list of integers >= 1, got \[2, 0\]"),
         ({"num_groups": ()}, "num_groups"),
         ({"affinity_mode": "second"},
@@ -67,6 +69,24 @@ def test_load_data_keeps_the_users_task_order():
     assert [t.name for t in data.tasks] == ["g1_t0", "g0_t1"]
     assert data.planted_grouping == [["g0_t0", "g0_t1", "g0_t2"], ["g1_t0", "g1_t1", "g1_t2"],
                                      ["g2_t0", "g2_t1", "g2_t2"]]
+
+
+def test_train_examples_keeps_the_first_examples_of_the_training_split_only():
+    small = TINY.replace(num_examples=300)
+    full, cut = tag_run.load_data(small), tag_run.load_data(small.replace(train_examples=60))
+    full_train = list(full.splits["train"].as_numpy_iterator())
+    cut_train = list(cut.splits["train"].as_numpy_iterator())
+    assert (len(full_train), len(cut_train)) == (240, 60)
+    for (image, labels), (full_image, full_labels) in zip(cut_train, full_train[:60]):
+        np.testing.assert_array_equal(image, full_image)
+        assert labels == full_labels
+    # (n + g) mod 3 assigns the labels: the first 60 examples carry 20 of each task's.
+    assert {t: sum(int(y[t] != -1) for _, y in cut_train) for t in cut_train[0][1]} == {
+        f"g{g}_t{t}": 20 for g in range(3) for t in range(3)}
+    for split in ("validation", "test"):
+        assert len(list(cut.splits[split])) == len(list(full.splits[split])) == 30
+    with pytest.raises(ValueError, match="train_examples=241 exceeds the training split's 240 examples"):
+        tag_run.load_data(small.replace(train_examples=241))
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,8 @@ def run(*flags):
     (["--num_groups=two"], "--num_groups=two: expected integers >= 1"),
     (["--preset=celeba_sample", "--celeba_dir=/no/such/folder"], "celeba_dir '/no/such/folder' does not exist"),
     (["--epochs=0"], "epochs must be a positive integer, got 0"),
+    (["--train_examples=-3"], "train_examples must be an integer >= 0 (0 = the whole training split), got -3"),
+    (["--train_examples=5000"], "train_examples=5000 exceeds the training split's 1600 examples"),
     (["--baselines=all_in_one,hoa9"], "Unknown baseline 'hoa9'"),
     (["--affinity_every_n_steps=often"], "every_n_steps must be 'auto' or a positive integer (1: every step"),
 ])

@@ -56,6 +56,7 @@ PLANTED_OVERRIDES = {
     "patience": (flags.DEFINE_integer, "Override the preset's patience."),
     "num_examples": (flags.DEFINE_integer, "Override the preset's number of examples."),
     "image_size": (flags.DEFINE_integer, "Override the preset's image size."),
+    "train_examples": (flags.DEFINE_integer, "Override the preset's training examples (0 = the whole split)."),
     "tasks_per_group": (flags.DEFINE_integer, "Override the preset's tasks per planted group."),
     "planted_groups": (flags.DEFINE_integer, "Override the preset's number of planted groups."),
     "trunk_filters": (flags.DEFINE_integer, "Override the preset's trunk width."),

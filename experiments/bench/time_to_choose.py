@@ -111,7 +111,8 @@ def main(argv):
     config = common.planted_config(*OVERRIDES, seed=FLAGS.seed)
     data = load_data(config)
     k = len(data.planted_grouping)
-    train_steps = config.train.epochs * -(-round(0.8 * config.data.num_examples) // config.train.batch_size)
+    train_examples = config.data.train_examples or round(0.8 * config.data.num_examples)
+    train_steps = config.train.epochs * -(-train_examples // config.train.batch_size)
     print(f"Settings: preset {FLAGS.preset}, {config.data.dataset} (seed {FLAGS.seed}), {config.data.num_examples} "
           f"examples {config.data.image_size}x{config.data.image_size}, trunk filters {config.model.trunk_filters}, "
           f"batch {config.train.batch_size}, SGD({config.train.learning_rate:g}, momentum {config.train.momentum:g}), "

@@ -72,6 +72,9 @@ class DataConfig:
       image_size: side of the square input images.
       num_examples, planted_groups, tasks_per_group: size and planted structure of planted data
         (num_examples also of scenes).
+      train_examples: train on the first this many examples of the training split only (0: all of
+        them), for every data set; validation and test stay whole. Few labels per task, measured on
+        evaluation sets large enough to tell networks apart.
       cache: keep decoded data in memory after the first epoch.
     """
 
@@ -85,12 +88,16 @@ class DataConfig:
     num_examples: int = 3000
     planted_groups: int = 3
     tasks_per_group: int = 3
+    train_examples: int = 0
     cache: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "tasks", tuple(self.tasks))
         check_choice("dataset", self.dataset, DATASETS)
         check_positive_ints(self, ("image_size", "num_examples", "planted_groups", "tasks_per_group"))
+        if isinstance(self.train_examples, bool) or not isinstance(self.train_examples, int) or self.train_examples < 0:
+            raise ValueError(f"train_examples must be an integer >= 0 (0 = the whole training split), "
+                             f"got {self.train_examples!r}.")
         if self.dataset.startswith("celeba") and not self.tasks:
             raise ValueError(f"dataset {self.dataset!r} needs tasks: CelebA attribute names, e.g. Smiling,Young.")
         if (self.dataset == "recipe") != bool(self.recipe):

@@ -28,7 +28,29 @@ class RunData:
 
 
 def load_data(config: RunConfig) -> RunData:
-    """The run's train / validation / test splits, unbatched."""
+    """The run's train / validation / test splits, unbatched; the training split cut to its first
+    `DataConfig.train_examples` examples when that is set."""
+    loaded = _load(config)
+    if not config.data.train_examples:
+        return loaded
+    splits = dict(loaded.splits)
+    splits["train"] = first_examples(splits["train"], config.data.train_examples)
+    return dataclasses.replace(loaded, splits=splits)
+
+
+def first_examples(dataset: tf.data.Dataset, count: int) -> tf.data.Dataset:
+    """The first `count` elements of `dataset`; ValueError if it is known to hold fewer.
+
+    >>> [int(x) for x in first_examples(tf.data.Dataset.range(10), 3)]
+    [0, 1, 2]
+    """
+    size = int(dataset.cardinality())
+    if size >= 0 and size < count:
+        raise ValueError(f"train_examples={count} exceeds the training split's {size} examples.")
+    return dataset.take(count)
+
+
+def _load(config: RunConfig) -> RunData:
     data, seed = config.data, config.runtime.seed
     if data.dataset == "recipe":
         recipe = load_recipe(data.recipe)
