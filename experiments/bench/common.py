@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import os
 import platform
+import tempfile
 import time
+from typing import Sequence
 
 import keras
 import numpy as np
@@ -23,7 +25,8 @@ import tensorflow as tf
 from absl import app, flags, logging
 
 from tag_tf.models import build_multitask_model, celeba_resnet_trunk
-from tag_tf.run import PRESETS, RunConfig
+from tag_tf.run import PRESETS, RunConfig, RunData, train_network
+from tag_tf.training import MultiTaskModel
 from tag_tf.tasks import Task
 
 FLAGS = flags.FLAGS
@@ -83,6 +86,14 @@ def planted_config(*overrides: str, **settings) -> RunConfig:
     if not config.data.dataset.startswith("planted"):
         raise app.UsageError(f"--preset={FLAGS.preset} has no planted data (dataset {config.data.dataset!r}).")
     return config
+
+
+def trained_network(config: RunConfig, data: RunData, group: Sequence[str]) -> MultiTaskModel:
+    """The network of the tasks named in `group`, trained as group training trains every network
+    (`train_network`), its backup in a temporary folder."""
+    by_name = {t.name: t for t in data.tasks}
+    with tempfile.TemporaryDirectory() as backup:
+        return train_network(config, data, [by_name[t] for t in group], backup)
 
 
 def trunk() -> keras.Model:

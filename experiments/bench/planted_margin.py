@@ -24,7 +24,6 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import tempfile  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -32,7 +31,7 @@ from absl import app, flags, logging  # noqa: E402
 
 from experiments.bench import common  # noqa: E402
 from tag_tf import grouped  # noqa: E402
-from tag_tf.run import batches, evaluate_per_task, load_data, train_network  # noqa: E402
+from tag_tf.run import batches, evaluate_per_task, load_data  # noqa: E402
 from tag_tf.stats import format_interval, mean_std, paired_difference  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -46,9 +45,7 @@ common.define_planted_flags(*OVERRIDES)
 
 def train_and_test(config, data, group: tuple[str, ...]) -> dict[str, float]:
     """{task: test error (%)} of one network trained on `group` as the pipeline's group training does."""
-    by_name = {t.name: t for t in data.tasks}
-    with tempfile.TemporaryDirectory() as backup:
-        model = train_network(config, data, [by_name[t] for t in group], backup)
+    model = common.trained_network(config, data, group)
     return {t: grouped.task_error(m) for t, m in evaluate_per_task(model, batches(config, data, "test")).items()}
 
 

@@ -35,7 +35,7 @@ from absl import app, flags, logging  # noqa: E402
 from experiments.bench import common  # noqa: E402
 from tag_tf import grouped, hoa  # noqa: E402
 from tag_tf.affinity import AUTO  # noqa: E402
-from tag_tf.run import batches, build_network, evaluate_per_task, fit, load_data, train_network  # noqa: E402
+from tag_tf.run import batches, build_network, evaluate_per_task, fit, load_data  # noqa: E402
 from tag_tf.selection import Grouping, select_from_affinity  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -75,12 +75,10 @@ def hoa_choice(config, data, k: int) -> tuple[Grouping, float]:
     """(HOA's grouping at budget k, seconds to choose): its single and pair networks, their
     validation losses and the solver."""
     names = [t.name for t in data.tasks]
-    by_name = {t.name: t for t in data.tasks}
     validation = batches(config, data, "validation")
     losses, start = {}, time.time()
     for i, group in enumerate(hoa.networks(names)):
-        with tempfile.TemporaryDirectory() as backup:
-            model = train_network(config, data, [by_name[t] for t in group], backup)
+        model = common.trained_network(config, data, group)
         losses[group] = {t: m["loss"] for t, m in evaluate_per_task(model, validation).items()}
         print(f"  HOA network {i + 1}: {', '.join(group)} ({time.time() - start:.0f} s so far)", flush=True)
     _, grouping = hoa.choose(names, losses, [k])[0]
@@ -90,13 +88,9 @@ def hoa_choice(config, data, k: int) -> tuple[Grouping, float]:
 def total_test_error(config, data, grouping: Grouping) -> float:
     """Σ over tasks of the test error (%) of the network serving it (`Grouping.served_by`), each
     of the grouping's networks trained once."""
-    by_name = {t.name: t for t in data.tasks}
     test = batches(config, data, "test")
-    per_task = {}
-    for group in grouping.groups:
-        with tempfile.TemporaryDirectory() as backup:
-            model = train_network(config, data, [by_name[t] for t in group], backup)
-        per_task[group] = evaluate_per_task(model, test)
+    per_task = {group: evaluate_per_task(common.trained_network(config, data, group), test)
+                for group in grouping.groups}
     return grouped.total_error({t.name: per_task[grouping.served_by(t.name)][t.name] for t in data.tasks})
 
 

@@ -49,6 +49,13 @@ def check_choice(name: str, value, choices) -> None:
         raise ValueError(f"Unknown {name} {value!r}; valid choices: {tuple(choices)}.")
 
 
+def check_count_or_all(section, name: str, whole: str) -> None:
+    """ValueError unless field `name` of `section` is an integer >= 0 (0 = all of `whole`)."""
+    value = getattr(section, name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0 (0 = the whole {whole}), got {value!r}.")
+
+
 def check_positive_ints(section, names) -> None:
     """ValueError unless every field `names` of `section` is a positive integer."""
     for name in names:
@@ -95,9 +102,7 @@ class DataConfig:
         object.__setattr__(self, "tasks", tuple(self.tasks))
         check_choice("dataset", self.dataset, DATASETS)
         check_positive_ints(self, ("image_size", "num_examples", "planted_groups", "tasks_per_group"))
-        if isinstance(self.train_examples, bool) or not isinstance(self.train_examples, int) or self.train_examples < 0:
-            raise ValueError(f"train_examples must be an integer >= 0 (0 = the whole training split), "
-                             f"got {self.train_examples!r}.")
+        check_count_or_all(self, "train_examples", "training split")
         if self.dataset.startswith("celeba") and not self.tasks:
             raise ValueError(f"dataset {self.dataset!r} needs tasks: CelebA attribute names, e.g. Smiling,Young.")
         if (self.dataset == "recipe") != bool(self.recipe):
@@ -164,8 +169,7 @@ class TrainConfig:
     def __post_init__(self):
         check_positive_ints(self, ("epochs", "batch_size", "patience"))
         check_choice("balancer", self.balancer, BALANCERS)
-        if not isinstance(self.steps_per_epoch, int) or self.steps_per_epoch < 0:
-            raise ValueError(f"steps_per_epoch must be >= 0 (0 = the whole split), got {self.steps_per_epoch!r}.")
+        check_count_or_all(self, "steps_per_epoch", "split")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}.")
         if not 0 <= self.momentum < 1:
