@@ -51,6 +51,8 @@ HELP = {
     "patience": "Early-stopping patience (epochs) in group training.",
     "learning_rate": "SGD learning rate.",
     "momentum": "SGD momentum.",
+    "lr_schedule": "The learning rate over the epochs: constant, or cosine (half a cosine from the learning "
+                   "rate towards 0 at the end).",
     "balancer": "Loss balancing: equal, gradnorm, uncertainty or pcgrad.",
     "affinity_mode": "Affinity: exact, first_order, cosine or group_lookahead.",
     "affinity_groups": "group_lookahead: the candidate groups, e.g. a+b,a+b+c (default: every group of 2 to "

@@ -26,6 +26,7 @@ TINY = PRESETS["demo"].replace(epochs=5, baselines=(), eval_seeds=1)
         ({"batch_size": 2.5}, "batch_size must be a positive integer"),
         ({"learning_rate": 0.0}, "learning_rate"),
         ({"momentum": 1.0}, "momentum"),
+        ({"lr_schedule": "step"}, r"Unknown lr_schedule 'step'; valid choices: \('constant', 'cosine'\)"),
         ({"steps_per_epoch": -1}, "steps_per_epoch"),
         ({"train_examples": -5}, r"train_examples must be an integer >= 0 \(0 = the whole training split\), got -5"),
         ({"train_examples": 2.5}, "train_examples must be an integer >= 0 .*, got 2.5"),
@@ -87,6 +88,30 @@ def test_train_examples_keeps_the_first_examples_of_the_training_split_only():
         assert len(list(cut.splits[split])) == len(list(full.splits[split])) == 30
     with pytest.raises(ValueError, match="train_examples=241 exceeds the training split's 240 examples"):
         tag_run.load_data(small.replace(train_examples=241))
+
+
+def test_cosine_schedule_sets_every_epochs_learning_rate_and_the_lookahead_uses_it(tmp_path):
+    config = TINY.replace(num_examples=200, trunk_filters=2, epochs=4, lr_schedule="cosine")
+    data = tag_run.load_data(config)
+    rates = []
+    record = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: rates.append(float(model.optimizer.learning_rate)))
+    model = tag_run.build_network(config, data, data.tasks[:2])
+    tag_run.fit(config, data, model, str(tmp_path / "backup"), [record])
+    # base · (1 + cos(π e / 4)) / 2 for e = 0..3, computed here, not by the library.
+    expected = [0.05 * (1 + np.cos(np.pi * e / 4)) / 2 for e in range(4)]
+    np.testing.assert_allclose(rates, expected, rtol=1e-6)
+    # The lookahead reads the optimizer's current rate: the last epoch's.
+    from tag_tf.affinity import current_learning_rate
+    assert float(current_learning_rate(model.optimizer)) == pytest.approx(expected[-1], rel=1e-6)
+
+
+def test_a_schedule_on_an_optimizer_with_its_own_schedule_is_refused_before_training():
+    own = keras.optimizers.SGD(keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.5))
+    with pytest.raises(ValueError, match="lr_schedule='cosine' sets the learning rate of every epoch, but the "
+                                         "optimizer has a LearningRateSchedule of its own"):
+        tag_run.networks.check_schedulable(own, "cosine")
+    tag_run.networks.check_schedulable(own, "constant")  # its own schedule runs untouched
 
 
 @pytest.fixture(scope="module")

@@ -65,6 +65,7 @@ PLANTED_OVERRIDES = {
     "trunk_filters": (flags.DEFINE_integer, "Override the preset's trunk width."),
     "batch_size": (flags.DEFINE_integer, "Override the preset's batch size."),
     "learning_rate": (flags.DEFINE_float, "Override the preset's learning rate."),
+    "lr_schedule": (flags.DEFINE_string, "Override the preset's learning-rate schedule: constant or cosine."),
     "affinity_every_n_steps": (flags.DEFINE_string, "Override the preset's affinity schedule: auto or n."),
 }
 

@@ -39,7 +39,7 @@ flags.DEFINE_list("seeds", ["0", "1", "2"], "Network seeds (initialisation and s
 flags.DEFINE_list("data_seeds", ["0"], "Seeds of the planted data, each measured in turn.")
 flags.DEFINE_integer("random_partitions", 2, "Random partitions per seed (drawn from seed·1000 + i).")
 OVERRIDES = ("epochs", "patience", "num_examples", "tasks_per_group", "planted_groups", "trunk_filters",
-             "batch_size", "learning_rate", "train_examples")
+             "batch_size", "learning_rate", "train_examples", "lr_schedule")
 common.define_planted_flags(*OVERRIDES)
 
 
@@ -79,7 +79,8 @@ def measure(config, data_seed: int, seeds: list[int]) -> dict[str, list[float]]:
           f"{config.data.planted_groups} groups x {config.data.tasks_per_group} tasks, {config.data.num_examples} "
           f"examples ({train} of the training split trained on), {config.data.image_size}x{config.data.image_size}, "
           f"trunk filters {config.model.trunk_filters}, batch {config.train.batch_size}, "
-          f"SGD({config.train.learning_rate:g}, momentum {config.train.momentum:g}), {config.train.epochs} epochs, "
+          f"SGD({config.train.learning_rate:g}, momentum {config.train.momentum:g}, {config.train.lr_schedule} rate), "
+          f"{config.train.epochs} epochs, "
           f"patience {config.train.patience}; network seeds {seeds}.\n", flush=True)
     groupings = {"planted": planted, "single_task": [(t,) for t in names], "all_in_one": [tuple(names)]}
     totals: dict[str, list[float]] = {name: [] for name in groupings}

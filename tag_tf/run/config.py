@@ -41,6 +41,9 @@ DATASETS = ("planted", "planted_tabular", "planted_textures", "scenes", "celeba_
 # the others are `tag_tf.architectures` (a group of one task gets hard_sharing: its single-task network).
 ARCHITECTURES = ("linear_heads", "hard_sharing", "cross_stitch", "mmoe", "padnet")
 DEFAULT_BASELINES = ("all_in_one", "single_task", "random")
+# "constant": the learning rate throughout; "cosine": decayed per epoch along a half cosine
+# (`tag_tf.run.networks.epoch_learning_rate`).
+LR_SCHEDULES = ("constant", "cosine")
 
 
 def check_choice(name: str, value, choices) -> None:
@@ -155,6 +158,8 @@ class TrainConfig:
       epochs, batch_size, steps_per_epoch: training length (steps_per_epoch 0 = whole split).
       patience: early stopping on validation loss (best weights restored) in group training.
       learning_rate, momentum: SGD, as in the official TAG code (5e-4, 0.9).
+      lr_schedule: one of `LR_SCHEDULES`: the learning rate of every epoch (of the affinity run
+        and of every group's network).
       balancer: loss balancing, one of `tag_tf.balancing.BALANCERS` ("equal": Σ Task.weight · loss).
     """
 
@@ -164,11 +169,13 @@ class TrainConfig:
     patience: int = 3
     learning_rate: float = 5e-4
     momentum: float = 0.9
+    lr_schedule: str = "constant"
     balancer: str = "equal"
 
     def __post_init__(self):
         check_positive_ints(self, ("epochs", "batch_size", "patience"))
         check_choice("balancer", self.balancer, BALANCERS)
+        check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         check_count_or_all(self, "steps_per_epoch", "split")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}.")

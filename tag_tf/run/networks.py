@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import sys
 
 import keras
@@ -46,6 +47,7 @@ def build_network(config: RunConfig, data: RunData, tasks: list[Task],
             optimizer = sgd()
         if affinity is not None:
             check_optimizer(optimizer)  # before any training: the lookahead needs its rule
+        check_schedulable(optimizer, config.train.lr_schedule)
         model.compile(optimizer=optimizer, jit_compile=config.runtime.jit_compile)
     return model
 
@@ -79,7 +81,7 @@ def fit(config: RunConfig, data: RunData, model: MultiTaskModel, backup_dir: str
     """
     backup = (keras.callbacks.BackupAndRestore(backup_dir, save_freq=sys.maxsize, delete_checkpoint=False)
               if restore_only else keras.callbacks.BackupAndRestore(backup_dir))
-    callbacks = [EpochSummary(), backup, *callbacks]
+    callbacks = [EpochSummary(), backup, *learning_rate_callbacks(config, model), *callbacks]
     train, validation = batches(config, data, "train"), batches(config, data, "validation")
     steps = config.train.steps_per_epoch or None
     if is_multi_worker(model.distribute_strategy):
@@ -87,6 +89,41 @@ def fit(config: RunConfig, data: RunData, model: MultiTaskModel, backup_dir: str
                                steps_per_epoch=steps)
     return model.fit(train, validation_data=validation, epochs=config.train.epochs, steps_per_epoch=steps,
                      callbacks=callbacks, shuffle=False, verbose=0)  # the training batches are shuffled by tf.data
+
+
+def epoch_learning_rate(base: float, epoch: int, epochs: int, schedule: str) -> float:
+    """The learning rate of epoch `epoch` (0-based) of `epochs` under `schedule` (`LR_SCHEDULES`):
+    "constant" keeps `base`; "cosine" follows half a cosine from `base` at the first epoch towards 0
+    after the last, base · (1 + cos(π · epoch / epochs)) / 2.
+
+    >>> [round(epoch_learning_rate(0.1, e, 4, "cosine"), 4) for e in range(4)]
+    [0.1, 0.0854, 0.05, 0.0146]
+    >>> epoch_learning_rate(0.1, 3, 4, "constant")
+    0.1
+    """
+    if schedule == "constant":
+        return base
+    return base * (1 + math.cos(math.pi * epoch / epochs)) / 2
+
+
+def learning_rate_callbacks(config: RunConfig, model: MultiTaskModel) -> list[keras.callbacks.Callback]:
+    """[] for a constant learning rate, else one callback that sets each epoch's rate from the
+    optimizer's initial one (a resumed fit sets the same rates as an uninterrupted one)."""
+    schedule, epochs = config.train.lr_schedule, config.train.epochs
+    if schedule == "constant":
+        return []
+    base = float(model.optimizer.learning_rate)
+    return [keras.callbacks.LearningRateScheduler(lambda epoch: epoch_learning_rate(base, epoch, epochs, schedule))]
+
+
+def check_schedulable(optimizer: keras.optimizers.Optimizer, schedule: str) -> None:
+    """ValueError, before any training, when `schedule` must set the rate of an optimizer built with
+    a `LearningRateSchedule` of its own (Keras cannot set that rate)."""
+    if schedule != "constant" and isinstance(getattr(optimizer, "_learning_rate", None),
+                                             keras.optimizers.schedules.LearningRateSchedule):
+        raise ValueError(f"lr_schedule={schedule!r} sets the learning rate of every epoch, but the optimizer has "
+                         "a LearningRateSchedule of its own; use lr_schedule='constant' or an optimizer built "
+                         "with a float learning rate.")
 
 
 def train_network(config: RunConfig, data: RunData, tasks: list[Task], backup_dir: str,
