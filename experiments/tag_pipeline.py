@@ -4,8 +4,10 @@
     python -m experiments.tag_pipeline --preset=celeba_sample --epochs=2 --steps_per_epoch=50 --run_dir=runs/s
     python -m experiments.tag_pipeline --recipe=experiments/recipes/recommender.py --run_dir=runs/rec
 
-A preset fills every setting; a flag given on the command line overrides it. Every setting is
-checked before any work. A run directory that already holds stage outputs continues where it
+A preset fills every setting; a flag given on the command line overrides it, except that a
+preset's `train_examples` (a cut of the preset's own training data) does not follow other data: with
+`--recipe` or another `--dataset` the whole training split is used unless `--train_examples` is
+given. Every setting is checked before any work. A run directory that already holds stage outputs continues where it
 stopped (`--overwrite` starts again).
 """
 
@@ -108,7 +110,10 @@ def config_from_flags() -> run_config.RunConfig:
         overrides[name] = value
     if overrides.get("recipe"):
         overrides.setdefault("dataset", "recipe")
-    return PRESETS[FLAGS.preset].replace(**overrides)
+    preset = PRESETS[FLAGS.preset]
+    if overrides.get("dataset", preset.data.dataset) != preset.data.dataset:
+        overrides.setdefault("train_examples", 0)
+    return preset.replace(**overrides)
 
 
 def main(argv):

@@ -182,7 +182,7 @@ def test_client_retries_until_the_server_is_up_and_gives_up_after_its_retries(tm
 
 def test_demo_query_starts_the_cli_server_asks_both_protocols_and_stops_it(tmp_path):
     """A run directory as the pipeline leaves it (config.json + export/), queried by `make demo`'s last command."""
-    config = PRESETS["demo"].replace(image_size=16, num_examples=300)
+    config = PRESETS["demo"].replace(image_size=16, num_examples=300, train_examples=0)
     names = [t for group in task_names(config.data.planted_groups, config.data.tasks_per_group) for t in group]
     networks = [build_multitask_model(celeba_resnet_trunk(16, filters=4), names[:5]),
                 build_multitask_model(celeba_resnet_trunk(16, filters=4), names[4:])]

@@ -14,8 +14,8 @@ from tag_tf.io import write_json_atomic
 from tag_tf.run import PRESETS, RunConfig, stages
 from tag_tf.rundir import RunDir
 
-# The demo preset at test size: its data and trunk, 5 epochs (not 10), TAG alone (no baselines), one seed.
-TINY = PRESETS["demo"].replace(epochs=5, baselines=(), eval_seeds=1)
+# The demo preset at test size: its data, trunk and schedule, TAG alone (no baselines), one seed.
+TINY = PRESETS["demo"].replace(baselines=(), eval_seeds=1)
 
 
 @pytest.mark.parametrize(
@@ -73,7 +73,7 @@ def test_load_data_keeps_the_users_task_order():
 
 
 def test_train_examples_keeps_the_first_examples_of_the_training_split_only():
-    small = TINY.replace(num_examples=300)
+    small = TINY.replace(num_examples=300, train_examples=0)
     full, cut = tag_run.load_data(small), tag_run.load_data(small.replace(train_examples=60))
     full_train = list(full.splits["train"].as_numpy_iterator())
     cut_train = list(cut.splits["train"].as_numpy_iterator())
@@ -91,7 +91,7 @@ def test_train_examples_keeps_the_first_examples_of_the_training_split_only():
 
 
 def test_cosine_schedule_sets_every_epochs_learning_rate_and_the_lookahead_uses_it(tmp_path):
-    config = TINY.replace(num_examples=200, trunk_filters=2, epochs=4, lr_schedule="cosine")
+    config = TINY.replace(num_examples=200, train_examples=0, trunk_filters=2, epochs=4)
     data = tag_run.load_data(config)
     rates = []
     record = keras.callbacks.LambdaCallback(

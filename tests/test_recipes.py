@@ -79,7 +79,7 @@ def test_bad_recipes_fail_before_any_training(tmp_path, change, message):
     affinity network (the command line runs the same calls; the recommender test covers it)."""
     recipe = tmp_path / "recipe.py"
     recipe.write_text(textwrap.dedent(GOOD) + "\n" + change + "\n")
-    config = PRESETS["demo"].replace(dataset="recipe", recipe=str(recipe))
+    config = PRESETS["demo"].replace(dataset="recipe", recipe=str(recipe), train_examples=0)
     with pytest.raises(ValueError, match=re.escape(message)):
         config.check_paths()
         data = load_data(config)
@@ -99,7 +99,7 @@ def test_nyuv2_recipe_loads_the_official_layout_and_trains_with_affinity(tmp_pat
     savemat(tmp_path / "classMapping13.mat", {"mapClass": (np.arange(1, 895) % 13 + 1)[None, :]})
     monkeypatch.setenv("NYUV2_DIR", str(tmp_path))
     monkeypatch.setenv("NYUV2_IMAGE_SIZE", "24,32")
-    config = PRESETS["demo"].replace(dataset="recipe", recipe="experiments/recipes/nyuv2.py", epochs=1,
+    config = PRESETS["demo"].replace(dataset="recipe", recipe="experiments/recipes/nyuv2.py", train_examples=0, epochs=1,
                                      steps_per_epoch=2, batch_size=2)
     data = load_data(config)
     assert [t.name for t in data.tasks] == ["segmentation", "depth", "normals"]

@@ -24,7 +24,7 @@ def run(*flags):
     (["--preset=celeba_sample", "--celeba_dir=/no/such/folder"], "celeba_dir '/no/such/folder' does not exist"),
     (["--epochs=0"], "epochs must be a positive integer, got 0"),
     (["--train_examples=-3"], "train_examples must be an integer >= 0 (0 = the whole training split), got -3"),
-    (["--train_examples=5000"], "train_examples=5000 exceeds the training split's 1600 examples"),
+    (["--train_examples=9000"], "train_examples=9000 exceeds the training split's 8000 examples"),
     (["--baselines=all_in_one,hoa9"], "Unknown baseline 'hoa9'"),
     (["--affinity_every_n_steps=often"], "every_n_steps must be 'auto' or a positive integer (1: every step"),
 ])
@@ -56,3 +56,22 @@ def test_tiny_run_prints_groupings_and_the_table(tmp_path):
     assert result.stdout.splitlines()[-1] == f"Report: {tmp_path / 'report' / 'index.html'}"
     assert (tmp_path / "report" / "index.html").exists()
 
+
+
+def config_of(*flags):
+    """The RunConfig (as JSON) that the command line builds from `flags`, without running anything."""
+    code = ("import json, sys; from absl import flags; from experiments import tag_pipeline as t; "
+            "flags.FLAGS(['tag_pipeline', *sys.argv[1:]]); print(json.dumps(t.config_from_flags().to_json()))")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run([sys.executable, "-c", code, *flags], cwd=REPO, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+def test_a_presets_cut_of_its_own_training_data_does_not_follow_other_data():
+    recipe = "--recipe=experiments/recipes/recommender.py"
+    assert config_of()["data"]["train_examples"] == 480  # the demo trains on the first 480 of its images
+    assert config_of(recipe)["data"]["train_examples"] == 0
+    assert config_of("--dataset=planted")["data"]["train_examples"] == 0
+    assert config_of(recipe, "--train_examples=100")["data"]["train_examples"] == 100  # given: kept

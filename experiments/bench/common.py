@@ -70,6 +70,16 @@ PLANTED_OVERRIDES = {
 }
 
 
+def optimizer_settings(config: RunConfig) -> str:
+    """The run's SGD as the benchmarks print it.
+
+    >>> optimizer_settings(PRESETS["demo"])
+    'SGD(0.05, momentum 0, cosine rate)'
+    """
+    train = config.train
+    return f"SGD({train.learning_rate:g}, momentum {train.momentum:g}, {train.lr_schedule} rate)"
+
+
 def define_planted_flags(*overrides: str) -> None:
     """--preset (one with planted data, default demo) and a flag for each setting of `overrides`
     (names of `PLANTED_OVERRIDES`: flat `RunConfig` settings) that overrides the preset's value."""

@@ -79,8 +79,7 @@ def measure(config, data_seed: int, seeds: list[int]) -> dict[str, list[float]]:
           f"{config.data.planted_groups} groups x {config.data.tasks_per_group} tasks, {config.data.num_examples} "
           f"examples ({train} of the training split trained on), {config.data.image_size}x{config.data.image_size}, "
           f"trunk filters {config.model.trunk_filters}, batch {config.train.batch_size}, "
-          f"SGD({config.train.learning_rate:g}, momentum {config.train.momentum:g}, {config.train.lr_schedule} rate), "
-          f"{config.train.epochs} epochs, "
+          f"{common.optimizer_settings(config)}, {config.train.epochs} epochs, "
           f"patience {config.train.patience}; network seeds {seeds}.\n", flush=True)
     groupings = {"planted": planted, "single_task": [(t,) for t in names], "all_in_one": [tuple(names)]}
     totals: dict[str, list[float]] = {name: [] for name in groupings}

@@ -32,7 +32,7 @@ from tag_tf.selection import STABLE, select_from_affinity  # noqa: E402
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("seeds", 10, "Seeds 0 .. seeds-1.")
 OVERRIDES = ("epochs", "num_examples", "image_size", "trunk_filters", "affinity_every_n_steps", "train_examples",
-             "lr_schedule")
+             "lr_schedule", "planted_groups", "tasks_per_group")
 common.define_planted_flags(*OVERRIDES)
 
 
@@ -59,7 +59,7 @@ def main(argv):
     print(f"Settings: preset {FLAGS.preset}, dataset {config.data.dataset}, {config.data.num_examples} examples "
           f"({config.data.train_examples or 'all'} of the training split trained on), "
           f"{config.data.image_size}x{config.data.image_size}, trunk filters {config.model.trunk_filters}, "
-          f"batch {config.train.batch_size}, SGD({config.train.learning_rate:g}, momentum {config.train.momentum:g}), "
+          f"batch {config.train.batch_size}, {common.optimizer_settings(config)}, "
           f"{config.train.epochs} epochs, affinity {config.affinity.mode} every {config.affinity.every_n_steps} "
           f"step(s).\n")
     print("| seed | TAG's groups, k = planted | = planted | stability | mean affinity within / across groups | "

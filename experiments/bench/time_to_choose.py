@@ -109,7 +109,7 @@ def main(argv):
     train_steps = config.train.epochs * -(-train_examples // config.train.batch_size)
     print(f"Settings: preset {FLAGS.preset}, {config.data.dataset} (seed {FLAGS.seed}), {config.data.num_examples} "
           f"examples {config.data.image_size}x{config.data.image_size}, trunk filters {config.model.trunk_filters}, "
-          f"batch {config.train.batch_size}, SGD({config.train.learning_rate:g}, momentum {config.train.momentum:g}), "
+          f"batch {config.train.batch_size}, {common.optimizer_settings(config)}, "
           f"{config.train.epochs} epochs (about {train_steps} steps), patience {config.train.patience}; k = {k}.\n",
           flush=True)
     choices = {}

@@ -1,7 +1,7 @@
 """The data of a run: its splits and tasks (`load_data`) and their batches (`batches`).
 
 >>> from tag_tf.run.presets import PRESETS
->>> data = load_data(PRESETS["demo"].replace(num_examples=300, tasks=("g1_t0", "g0_t1")))
+>>> data = load_data(PRESETS["demo"].replace(num_examples=300, train_examples=0, tasks=("g1_t0", "g0_t1")))
 >>> [t.name for t in data.tasks], sorted(data.splits)
 (['g1_t0', 'g0_t1'], ['test', 'train', 'validation'])
 """

@@ -2,7 +2,7 @@
 
 >>> from tag_tf.run.data import load_data
 >>> from tag_tf.run.presets import PRESETS
->>> config = PRESETS["demo"].replace(num_examples=300, trunk_filters=2, epochs=1)
+>>> config = PRESETS["demo"].replace(num_examples=300, train_examples=0, trunk_filters=2, epochs=1)
 >>> data = load_data(config)
 >>> model = build_network(config, data, data.tasks[:2])
 >>> [t.name for t in model.tasks], round(float(model.optimizer.learning_rate), 4)
@@ -134,7 +134,7 @@ def train_network(config: RunConfig, data: RunData, tasks: list[Task], backup_di
     >>> from tag_tf.run.data import load_data
     >>> from tag_tf.run.presets import PRESETS
     >>> import tempfile
-    >>> config = PRESETS["demo"].replace(num_examples=200, trunk_filters=2, epochs=1)
+    >>> config = PRESETS["demo"].replace(num_examples=200, train_examples=0, trunk_filters=2, epochs=1)
     >>> data = load_data(config)
     >>> with tempfile.TemporaryDirectory() as backup:
     ...     model = train_network(config, data, data.tasks[:1], backup)
