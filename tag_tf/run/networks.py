@@ -19,7 +19,7 @@ import keras
 import tensorflow as tf
 
 from tag_tf import balancing
-from tag_tf.affinity import AffinityConfig, check_optimizer
+from tag_tf.affinity import AffinityConfig, check_optimizer, current_learning_rate
 from tag_tf.architectures import build_architecture
 from tag_tf.distribute import is_multi_worker, strategy_from_name
 from tag_tf.models import build_multitask_model, celeba_resnet_trunk, mlp_trunk, wrap
@@ -112,7 +112,7 @@ def learning_rate_callbacks(config: RunConfig, model: MultiTaskModel) -> list[ke
     schedule, epochs = config.train.lr_schedule, config.train.epochs
     if schedule == "constant":
         return []
-    base = float(model.optimizer.learning_rate)
+    base = float(current_learning_rate(model.optimizer))  # a tensor also under a strategy (MirroredVariable)
     return [keras.callbacks.LearningRateScheduler(lambda epoch: epoch_learning_rate(base, epoch, epochs, schedule))]
 
 
