@@ -25,7 +25,7 @@ import tensorflow as tf
 from absl import app, flags, logging
 
 from tag_tf.models import build_multitask_model, celeba_resnet_trunk
-from tag_tf.run import PRESETS, RunConfig, RunData, train_network
+from tag_tf.run import PRESETS, RunConfig, RunData, build_network, fit, train_network
 from tag_tf.training import MultiTaskModel
 from tag_tf.tasks import Task
 
@@ -97,6 +97,15 @@ def planted_config(*overrides: str, **settings) -> RunConfig:
     if not config.data.dataset.startswith("planted"):
         raise app.UsageError(f"--preset={FLAGS.preset} has no planted data (dataset {config.data.dataset!r}).")
     return config
+
+
+def affinity_run(config: RunConfig, data: RunData):
+    """The affinity stage's training run on every task of `data` (the all-in-one network collecting
+    affinity with `config.affinity`), its backup in a temporary folder: the `TaskAffinity` it measured."""
+    model = build_network(config, data, data.tasks, config.affinity)
+    with tempfile.TemporaryDirectory() as backup:
+        fit(config, data, model, backup)
+    return model.task_affinity()
 
 
 def trained_network(config: RunConfig, data: RunData, group: Sequence[str]) -> MultiTaskModel:

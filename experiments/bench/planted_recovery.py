@@ -19,14 +19,13 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import tempfile  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
 from experiments.bench import common  # noqa: E402
-from tag_tf.run import build_network, fit, load_data  # noqa: E402
+from tag_tf.run import load_data  # noqa: E402
 from tag_tf.selection import STABLE, select_from_affinity  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -71,10 +70,7 @@ def main(argv):
         data = load_data(seeded)
         names = [t.name for t in data.tasks]
         start = time.time()
-        model = build_network(seeded, data, data.tasks, seeded.affinity)
-        with tempfile.TemporaryDirectory() as backup:
-            fit(seeded, data, model, backup)
-        affinity = model.task_affinity()
+        affinity = common.affinity_run(seeded, data)
         grouping = select_from_affinity(affinity, [len(data.planted_grouping)])[0]
         within, across = within_across(affinity.matrix, names, data.planted_grouping)
         ok = recovers(grouping.groups, data.planted_grouping)

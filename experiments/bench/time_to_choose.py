@@ -27,7 +27,6 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import tempfile  # noqa: E402
 import time  # noqa: E402
 
 from absl import app, flags, logging  # noqa: E402
@@ -35,14 +34,14 @@ from absl import app, flags, logging  # noqa: E402
 from experiments.bench import common  # noqa: E402
 from tag_tf import grouped, hoa  # noqa: E402
 from tag_tf.affinity import AUTO  # noqa: E402
-from tag_tf.run import batches, build_network, evaluate_per_task, fit, load_data  # noqa: E402
+from tag_tf.run import batches, evaluate_per_task, load_data  # noqa: E402
 from tag_tf.selection import Grouping, select_from_affinity  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("every_n", ["5", "10", "25", "auto"], "Affinity schedules to time against every step: n or auto.")
 flags.DEFINE_boolean("errors", True, "Train the chosen groupings' networks and compare total test errors.")
 flags.DEFINE_integer("seed", 0, "Seed of the data, the initialisation and the shuffling.")
-OVERRIDES = ("epochs", "num_examples", "image_size", "trunk_filters")
+OVERRIDES = ("epochs", "patience", "num_examples", "image_size", "trunk_filters", "train_examples", "lr_schedule")
 common.define_planted_flags(*OVERRIDES)
 
 
@@ -63,10 +62,7 @@ def tag_choice(config, data, every_n, k: int) -> tuple[Grouping, float, int]:
     """(TAG's grouping at budget k, seconds to choose, affinity steps) with affinity every `every_n` steps."""
     config = config.replace(affinity_every_n_steps=every_n)
     start = time.time()
-    model = build_network(config, data, data.tasks, config.affinity)
-    with tempfile.TemporaryDirectory() as backup:
-        fit(config, data, model, backup)
-    affinity = model.task_affinity()
+    affinity = common.affinity_run(config, data)
     grouping = select_from_affinity(affinity, [k])[0]
     return grouping, time.time() - start, affinity.steps
 
