@@ -3,19 +3,20 @@
     python -m experiments.bench.planted_margin --seeds=0,1,2
     python -m experiments.bench.planted_margin --seeds=10,11,12,13,14 --tasks_per_group=4 --epochs=20
     python -m experiments.bench.planted_margin --data_seeds=0,1,2,3 --train_examples=480 --epochs=30 --patience=30
+    python -m experiments.bench.planted_margin --baselines=all_in_one --random_partitions=0 --learning_rate=0.1
 
 Trains, for one data setting (the preset's planted data, with the flags' overrides; the data drawn
-from each seed of `--data_seeds`), the networks of the planted grouping (one per planted group), the single-task
-networks, the all-in-one network and `--random_partitions` random partitions into as many groups
-as were planted, each with every seed of `--seeds` (initialisation and shuffling; the data stay the
-same), as the pipeline's group training does (early stopping on validation loss with the preset's
-patience, best weights kept). No affinity run: this measures the data, not TAG's choice
-(`planted_recovery.py` measures that). Prints a line per network, one row per seed (total test
-errors), mean ± sample std per grouping, and the planted grouping's paired difference against each
-baseline (95% t interval) with whether its margin exceeds twice the larger of the two seed-to-seed
-standard deviations (random: the std of each seed's mean over the partitions, as the pipeline
-pairs them). With several data seeds, a last table gives each data seed's means and verdicts and
-counts the data seeds on which each margin is clear.
+from each seed of `--data_seeds`), the networks of the planted grouping (one per planted group), the
+single-task networks and the all-in-one network (those of `--baselines`) and `--random_partitions`
+random partitions into as many groups as were planted, each with every seed of `--seeds`
+(initialisation and shuffling; the data stay the same), as the pipeline's group training does (early
+stopping on validation loss with the preset's patience, best weights kept). No affinity run: this
+measures the data, not TAG's choice (`planted_recovery.py` measures that). Prints a line per
+network, one row per seed (total test errors), mean ± sample std per grouping, and the planted
+grouping's paired difference against each baseline (95% t interval) with whether its margin exceeds
+twice the larger of the two seed-to-seed standard deviations (random: the std of each seed's mean
+over the partitions, as the pipeline pairs them). With several data seeds, a last table gives each
+data seed's means and verdicts and counts the data seeds on which each margin is clear.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ FLAGS = flags.FLAGS
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Network seeds (initialisation and shuffling).")
 flags.DEFINE_list("data_seeds", ["0"], "Seeds of the planted data, each measured in turn.")
 flags.DEFINE_integer("random_partitions", 2, "Random partitions per seed (drawn from seed·1000 + i).")
+BASELINES = ("single_task", "all_in_one")
+flags.DEFINE_multi_enum("baselines", list(BASELINES), BASELINES,
+                        "The fixed baselines to train beside the planted grouping (random: --random_partitions).")
 OVERRIDES = ("epochs", "patience", "num_examples", "tasks_per_group", "planted_groups", "trunk_filters",
              "batch_size", "learning_rate", "train_examples", "lr_schedule")
 common.define_planted_flags(*OVERRIDES)
@@ -81,7 +85,8 @@ def measure(config, data_seed: int, seeds: list[int]) -> dict[str, list[float]]:
           f"trunk filters {config.model.trunk_filters}, batch {config.train.batch_size}, "
           f"{common.optimizer_settings(config)}, {config.train.epochs} epochs, "
           f"patience {config.train.patience}; network seeds {seeds}.\n", flush=True)
-    groupings = {"planted": planted, "single_task": [(t,) for t in names], "all_in_one": [tuple(names)]}
+    baselines = {"single_task": [(t,) for t in names], "all_in_one": [tuple(names)]}
+    groupings = {"planted": planted, **{name: baselines[name] for name in BASELINES if name in FLAGS.baselines}}
     totals: dict[str, list[float]] = {name: [] for name in groupings}
     totals["random"] = []
     start = time.time()
