@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
 from experiments.bench import common  # noqa: E402
-from tag_tf import grouped  # noqa: E402
+from tag_tf import baselines, grouped  # noqa: E402
 from tag_tf.run import batches, evaluate_per_task, load_data  # noqa: E402
 from tag_tf.stats import format_interval, mean_std, paired_difference  # noqa: E402
 
@@ -85,8 +85,9 @@ def measure(config, data_seed: int, seeds: list[int]) -> dict[str, list[float]]:
           f"trunk filters {config.model.trunk_filters}, batch {config.train.batch_size}, "
           f"{common.optimizer_settings(config)}, {config.train.epochs} epochs, "
           f"patience {config.train.patience}; network seeds {seeds}.\n", flush=True)
-    baselines = {"single_task": [(t,) for t in names], "all_in_one": [tuple(names)]}
-    groupings = {"planted": planted, **{name: baselines[name] for name in BASELINES if name in FLAGS.baselines}}
+    fixed = {"single_task": baselines.single_task, "all_in_one": baselines.all_in_one}
+    groupings = {"planted": planted, **{name: list(fixed[name](names).groups) for name in BASELINES
+                                        if name in FLAGS.baselines}}
     totals: dict[str, list[float]] = {name: [] for name in groupings}
     totals["random"] = []
     start = time.time()
@@ -129,18 +130,18 @@ def main(argv):
     results = {int(d): measure(config, int(d), seeds) for d in FLAGS.data_seeds}
     if len(results) < 2:
         return
-    baselines = [name for name in next(iter(results.values())) if name != "planted"]
-    print("| data seed | planted | " + " | ".join(baselines) + " | clear vs " + ", ".join(baselines) + " |")
-    print("|---:|---:|" + "---:|" * len(baselines) + ":---:|")
-    clear = {name: 0 for name in baselines}
+    compared = [name for name in next(iter(results.values())) if name != "planted"]
+    print("| data seed | planted | " + " | ".join(compared) + " | clear vs " + ", ".join(compared) + " |")
+    print("|---:|---:|" + "---:|" * len(compared) + ":---:|")
+    clear = {name: 0 for name in compared}
     for data_seed, totals in results.items():
         verdicts = []
-        for name in baselines:
+        for name in compared:
             ok = clear_margin(totals["planted"], totals[name])[2]
             clear[name] += ok
             verdicts.append("yes" if ok else "no")
         print(f"| {data_seed} | {format_mean_std(totals['planted'])} | "
-              + " | ".join(format_mean_std(totals[name]) for name in baselines) + f" | {', '.join(verdicts)} |")
+              + " | ".join(format_mean_std(totals[name]) for name in compared) + f" | {', '.join(verdicts)} |")
     print("\nMargin clear on " + "; ".join(f"{name}: {count} of {len(results)} data seeds"
                                              for name, count in clear.items()) + ".")
 
