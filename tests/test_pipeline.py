@@ -91,7 +91,7 @@ def test_train_examples_keeps_the_first_examples_of_the_training_split_only():
 
 
 def test_cosine_schedule_sets_every_epochs_learning_rate_and_the_lookahead_uses_it(tmp_path):
-    config = TINY.replace(num_examples=200, train_examples=0, trunk_filters=2, epochs=4)
+    config = TINY.replace(num_examples=200, train_examples=0, trunk_filters=2, epochs=4, learning_rate=0.05)
     data = tag_run.load_data(config)
     rates = []
     record = keras.callbacks.LambdaCallback(

@@ -7,37 +7,43 @@
    more that no task reads): `PlantedStructure(factors_per_group=1)`.
 2. Tasks. Group g has `tasks_per_group` binary tasks; task t's clean label is 1[s_g z_g > b_t],
    the same factor (s_g = ±1) cut at thresholds spread over [-threshold_range, threshold_range].
-3. Images. Factor f is drawn as a texture: a grating of period `period` pixels with its own
-   orientation (spread evenly over 180°) and colour, at a random phase for every example, with
-   amplitude sigmoid(z_f):
+3. Images. Factor f is drawn as a *pair* of textures that pull in opposite directions, (f, +)
+   with amplitude sigmoid(p_f + z_f) and (f, −) with amplitude sigmoid(p_f − z_f), where
+   p_f ~ N(0, presence_std²) is how strongly the pair shows in this example, a nuisance both
+   share. Each texture is a grating of period `period` pixels at a random phase for every example;
+   the pair of factor f is in colour f mod 3 (pure red, green, blue), at orientations θ_f and
+   θ_f + 90° (θ_f = 0° for the first three factors, then 45°/⌈F/3⌉ steps; `texture_parameters`):
 
-       image = sigmoid(contrast * sum_f sigmoid(z_f) c_f cos(2π k_f · x + φ_nf) + pixel_noise * ε)
+       image = sigmoid(contrast * sum_texture amplitude · colour · cos(2π k · x + φ) + pixel_noise * ε)
 
-   The phase is random, so no fixed template (no linear read-out of the pixels) sees z_f: a
-   network must rectify a filter tuned to the texture (a convolution channel and a ReLU) and pool
-   its energy (`texture_energy`). A channel tuned to one texture reads nothing of another's factor,
-   so every group's factor needs channels of its own: **the groups compete for the trunk's
-   channels**. With a narrow trunk (the demo's 4 channels for 3 textures) a network holding
-   several groups is pulled towards several textures at once and learns them late or not at all.
+   Only the pair reveals z_f: logit(a₊) − logit(a₋) = 2 z_f whatever p_f, while either texture
+   alone reads z_f + p_f, whose correlation with z_f is 1/√(1 + presence_std²) (0.86 at the
+   default 0.6). The phase is random, so no fixed template (no linear read-out of the pixels) sees
+   any of it: a network reads a texture's amplitude with a convolution channel tuned to it, rectified
+   and pooled (`texture_energy`). Such a channel grows with the energy of every texture it sees,
+   so one channel cannot read a difference of two amplitudes: **every group's factor needs two
+   channels of its own**, and the groups compete for the trunk's channels. A network holding one
+   group needs 2; holding every group of the demo, 6, where its trunk has 4: it reads at most four
+   of the six textures, so at least two groups' factors only coarsely, or one not at all, whichever
+   channels it settles on.
 4. Labels. In the training split each task is labelled on its own part of the examples only
    (example n carries task t's label when (n + g) mod tasks_per_group == t; elsewhere -1, missing),
    and a labelled training answer is flipped with probability `label_noise` (default 0: none).
-   Validation and test labels are complete and clean. A task's own labels are few and noisy;
+   Validation and test labels are complete and clean. A task's own labels are few;
    **pooled over its group they cover every training example once and teach the same factor**.
 
 Why grouping matters, then:
-- transfer: a network trained on a whole planted group learns z_g from all its labels;
-  a single-task network learns it from 1/tasks_per_group of them (the demo trains on the first
-  480 training images: 160 labels of its own against its group's 480, where a network fit on
-  few labels reads its factor coarsely on every seed; with 533 against 1,600 it read it almost
-  as well as its group's network, RESULTS.md). Label noise makes each label worth less: a label flipped with
-  probability p carries (1 − 2p)² of a clean label's information about z_g (0.36 at p = 0.2);
-  the demo keeps p = 0: at p = 0.2 the group's networks lost nearly as much as the single-task
-  ones (SGD 0.05: +50 and +59 total test error), and with momentum 0.9 the affinity matrix lost
-  its group structure (RESULTS.md);
-- interference: a network holding tasks of several groups must learn several textures in its few
-  channels, which every group's gradients pull their own way; its tasks' errors rise (with fewer
-  channels than groups it cannot hold every factor at all);
+- transfer: a network trained on a whole planted group learns to read z_g from all its labels;
+  a single-task network learns the same two textures and their difference from 1/tasks_per_group
+  of them (the demo trains on the first 480 training images: 160 labels of its own against its
+  group's 480). Label noise makes each label worth less: a label flipped with probability p
+  carries (1 − 2p)² of a clean label's information about z_g (0.36 at p = 0.2);
+- interference: a network holding tasks of several groups must read two textures per group in
+  its few channels; past the trunk's width the groups' factors are read coarsely (from one
+  texture) or not at all, and their tasks' errors rise. Under equal loss weights such a network
+  sometimes leaves one group's pair unread from the start, which also hides that group from TAG's
+  affinity run (that run is this network); the demo balances the losses with GradNorm, which raises
+  the weights of lagging tasks (RESULTS.md);
 - random groupings split each group's labels across networks and mix groups in each network.
   The planted grouping (one network per group) is the only one free of both losses.
 
@@ -64,16 +70,19 @@ MISSING = -1
 
 def planted_textures(num_groups: int = 3, tasks_per_group: int = 3, num_examples: int = 2000, image_size: int = 16,
                      seed: int = 0, *, num_nuisance: int = 0, threshold_range: float = 0.3, label_noise: float = 0.0,
-                     period: float = 4.0, contrast: float = 1.5, pixel_noise: float = 0.3) -> PlantedData:
+                     presence_std: float = 0.6, period: float = 4.0, contrast: float = 1.5,
+                     pixel_noise: float = 0.3) -> PlantedData:
     """Texture images with planted task groups; see the module docstring for the process."""
     _check_positive(num_examples=num_examples, image_size=image_size)
     if not 0 <= label_noise < 0.5:
         raise ValueError(f"label_noise must be in [0, 0.5), got {label_noise!r}.")
+    if not presence_std >= 0:
+        raise ValueError(f"presence_std must be >= 0, got {presence_std!r}.")
     rng = np.random.default_rng(seed)
     structure = PlantedStructure(num_groups, tasks_per_group, factors_per_group=1, num_nuisance=num_nuisance,
                                  threshold_range=threshold_range)
     latents, directions, thresholds, groups = structure.draw(rng, num_examples)
-    images = texture_images(rng, latents, image_size, period, contrast, pixel_noise)
+    images = texture_images(rng, latents, image_size, period, contrast, pixel_noise, presence_std)
     clean = (latents @ directions.T > thresholds).astype(np.int32)
     names = [name for group in groups for name in group]
     bounds = split_bounds(num_examples)
@@ -117,50 +126,63 @@ def split_bounds(num_examples: int) -> np.ndarray:
 
 
 def texture_parameters(num_factors: int, period: float) -> tuple[np.ndarray, np.ndarray]:
-    """(frequencies [F, 2] in cycles per pixel, colours [F, 3] of unit norm): factor f's grating
-    runs at angle 180°·f/F with period `period` pixels, in a colour of its own (hue 360°·f/F).
+    """(frequencies [2F, 2] in cycles per pixel, colours [2F, 3]) of the 2F textures, factor f's
+    pair at rows 2f (its + texture) and 2f + 1 (its − texture): gratings of period `period` pixels at
+    θ_f and θ_f + 90°, in the pure colour f mod 3 (red, green, blue); θ_f is 0° for the first three
+    factors and steps by 90°/⌈F/3⌉ for every further three.
 
     >>> frequencies, colours = texture_parameters(2, period=4.0)
-    >>> frequencies.round(3).tolist(), colours.round(3).tolist()
-    ([[0.25, 0.0], [0.0, 0.25]], [[0.816, -0.408, -0.408], [-0.816, 0.408, 0.408]])
+    >>> frequencies.round(3).tolist(), colours.tolist()
+    ([[0.25, 0.0], [0.0, 0.25], [0.25, 0.0], [0.0, 0.25]], [[1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 1.0, 0.0]])
     """
-    angles = np.pi * np.arange(num_factors) / num_factors
+    factors = np.arange(num_factors)
+    base = np.pi / 2 * (factors // 3) / -(-num_factors // 3)
+    angles = np.stack([base, base + np.pi / 2], -1).reshape(-1)
     frequencies = np.stack([np.cos(angles), np.sin(angles)], -1) / period
-    hues = 2 * np.pi * np.arange(num_factors)[:, None] / num_factors + np.array([0.0, 2.0, 4.0]) * np.pi / 3
-    colours = np.cos(hues)  # zero-mean over RGB: a colour direction, not a brightness
-    return frequencies, colours / np.linalg.norm(colours, axis=1, keepdims=True)
+    return frequencies, np.repeat(np.eye(3)[factors % 3], 2, axis=0)
+
+
+def pair_amplitudes(latents: np.ndarray, presence: np.ndarray) -> np.ndarray:
+    """[N, 2F]: the amplitudes of factor f's pair of textures, sigmoid(p_f + z_f) and
+    sigmoid(p_f − z_f) (step 3 of the module docstring); their logits differ by 2 z_f.
+
+    >>> pair_amplitudes(np.array([[1.0]]), presence=np.array([[0.5]])).round(3).tolist()
+    [[0.818, 0.378]]
+    """
+    logits = np.stack([presence + latents, presence - latents], -1).reshape(len(latents), -1)
+    return 1.0 / (1.0 + np.exp(-logits))
 
 
 def _waves(size: int, frequencies: np.ndarray) -> np.ndarray:
-    """2π k_f · x for every pixel x and factor f: [size·size, F]."""
+    """2π k · x for every pixel x and every frequency k: [size·size, len(frequencies)]."""
     coords = np.stack(np.meshgrid(np.arange(size), np.arange(size), indexing="ij"), -1).reshape(-1, 2)
     return 2 * np.pi * coords @ frequencies.T
 
 
-def texture_images(rng, latents: np.ndarray, size: int, period: float, contrast: float,
-                   pixel_noise: float) -> np.ndarray:
-    """float32 [N, size, size, 3] in (0, 1): factor f as a grating of its own orientation and
-    colour (`texture_parameters`), random phase per example, amplitude sigmoid(z_f) (step 3 of the
-    module docstring)."""
+def texture_images(rng, latents: np.ndarray, size: int, period: float, contrast: float, pixel_noise: float,
+                   presence_std: float) -> np.ndarray:
+    """float32 [N, size, size, 3] in (0, 1): factor f as its pair of gratings (`texture_parameters`),
+    random phase per example, amplitudes `pair_amplitudes` (step 3 of the module docstring)."""
     num, num_factors = latents.shape
+    presence = presence_std * rng.standard_normal((num, num_factors))
     frequencies, colours = texture_parameters(num_factors, period)
-    phases = rng.uniform(0, 2 * np.pi, (num, num_factors))
-    waves = np.cos(_waves(size, frequencies)[None] + phases[:, None, :])            # [N, P, F]
-    amplitude = 1.0 / (1.0 + np.exp(-latents))                                        # [N, F]
-    mix = np.einsum("npf,nf,fc->npc", waves, amplitude, colours)
+    phases = rng.uniform(0, 2 * np.pi, (num, 2 * num_factors))
+    waves = np.cos(_waves(size, frequencies)[None] + phases[:, None, :])            # [N, P, 2F]
+    mix = np.einsum("npf,nf,fc->npc", waves, pair_amplitudes(latents, presence), colours)
     noise = rng.standard_normal(mix.shape)
     images = 1.0 / (1.0 + np.exp(-(contrast * mix + pixel_noise * noise)))
     return images.reshape(num, size, size, 3).astype(np.float32)
 
 
 def texture_energy(images: np.ndarray, num_factors: int, period: float) -> np.ndarray:
-    """[N, F]: the energy of each factor's texture in each image, |Σ_x (image(x) − 0.5) · c_f
-    e^(−2πi k_f · x)| / pixels: what one channel tuned to texture f reads after rectifying and
-    pooling (a filter matched to the grating, then ReLU, then average)."""
+    """[N, 2F]: the energy of each texture (in `texture_parameters`' order) in each image,
+    |Σ_x (image(x) − 0.5) · c e^(−2πi k · x)| / pixels for the texture's colour c and frequency k:
+    what one channel tuned to that texture reads after rectifying and pooling (a filter matched to
+    the grating, then ReLU, then average)."""
     frequencies, colours = texture_parameters(num_factors, period)
     num, size = images.shape[0], images.shape[1]
-    projected = (images.reshape(num, size * size, 3) - 0.5) @ colours.T            # [N, P, F]
-    waves = _waves(size, frequencies)                                                # [P, F]
+    projected = (images.reshape(num, size * size, 3) - 0.5) @ colours.T            # [N, P, 2F]
+    waves = _waves(size, frequencies)                                                # [P, 2F]
     energy = np.abs(np.einsum("npf,pf->nf", projected, np.exp(-1j * waves)))
     return energy / (size * size)
 

@@ -1,10 +1,12 @@
 """Named settings: `PRESETS[name]` is a complete `RunConfig`.
 
-    demo           planted texture images (tag_tf.data.textures) with 3 groups of 3 tasks: every
-                   network trains on the first 480 training images (160 labels per task, each task
-                   labelled on its own third) and is measured on 1,000 validation and 1,000 test
-                   images (10,000 drawn); a trunk of 4 channels, SGD(0.05) on a cosine schedule,
-                   30 epochs keeping the best validation epoch; every network trained with 3 seeds.
+    demo           planted texture images (tag_tf.data.textures) with 3 groups of 3 tasks, each
+                   group's factor a pair of textures: every network trains on the first 480
+                   training images (160 labels per task, each task labelled on its own third) and is
+                   measured on 1,000 validation and 1,000 test images (10,000 drawn); a trunk of 4
+                   channels (a group's pair needs 2, all three pairs 6), SGD(0.1) on a cosine
+                   schedule with GradNorm loss balancing, 30 epochs keeping the best validation
+                   epoch; every network trained with 3 seeds.
                    A preset's train_examples is a cut of its own data: give train_examples=0 (all)
                    when you put other data under it (the command line does that by itself)
     dense_scenes   rendered scenes (tag_tf.data.scenes): segmentation, depth, normals, edges and two
@@ -40,7 +42,8 @@ PRESETS = {
     "demo": RunConfig(
         data=DataConfig(dataset="planted_textures", image_size=16, num_examples=10000, train_examples=480),
         model=ModelConfig(trunk_filters=4, bn_momentum=0.9),
-        train=TrainConfig(epochs=30, learning_rate=0.05, momentum=0.0, lr_schedule="cosine", patience=30),
+        train=TrainConfig(epochs=30, learning_rate=0.1, momentum=0.0, lr_schedule="cosine", patience=30,
+                          balancer="gradnorm"),
         selection=SelectionConfig(num_groups=(3,)),
         evaluation=EvaluationConfig(random_seeds=3, eval_seeds=3),
     ),
