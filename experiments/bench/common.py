@@ -67,17 +67,19 @@ PLANTED_OVERRIDES = {
     "learning_rate": (flags.DEFINE_float, "Override the preset's learning rate."),
     "lr_schedule": (flags.DEFINE_string, "Override the preset's learning-rate schedule: constant or cosine."),
     "affinity_every_n_steps": (flags.DEFINE_string, "Override the preset's affinity schedule: auto or n."),
+    "balancer": (flags.DEFINE_string, "Override the preset's loss balancing (equal, gradnorm, uncertainty, pcgrad)."),
 }
 
 
 def optimizer_settings(config: RunConfig) -> str:
-    """The run's SGD as the benchmarks print it.
+    """The run's SGD and loss balancing as the benchmarks print them.
 
     >>> optimizer_settings(PRESETS["demo"])
-    'SGD(0.05, momentum 0, cosine rate)'
+    'SGD(0.1, momentum 0, cosine rate), gradnorm loss balancing'
     """
     train = config.train
-    return f"SGD({train.learning_rate:g}, momentum {train.momentum:g}, {train.lr_schedule} rate)"
+    return (f"SGD({train.learning_rate:g}, momentum {train.momentum:g}, {train.lr_schedule} rate), "
+            f"{train.balancer} loss balancing")
 
 
 def define_planted_flags(*overrides: str) -> None:

@@ -43,7 +43,7 @@ BASELINES = ("single_task", "all_in_one")
 flags.DEFINE_multi_enum("baselines", list(BASELINES), BASELINES,
                         "The fixed baselines to train beside the planted grouping (random: --random_partitions).")
 OVERRIDES = ("epochs", "patience", "num_examples", "tasks_per_group", "planted_groups", "trunk_filters",
-             "batch_size", "learning_rate", "train_examples", "lr_schedule")
+             "batch_size", "learning_rate", "train_examples", "lr_schedule", "balancer")
 common.define_planted_flags(*OVERRIDES)
 
 

@@ -31,7 +31,7 @@ from tag_tf.selection import STABLE, select_from_affinity  # noqa: E402
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("seeds", 10, "Seeds 0 .. seeds-1.")
 OVERRIDES = ("epochs", "num_examples", "image_size", "trunk_filters", "affinity_every_n_steps", "train_examples",
-             "lr_schedule", "planted_groups", "tasks_per_group", "learning_rate")
+             "lr_schedule", "planted_groups", "tasks_per_group", "learning_rate", "balancer")
 common.define_planted_flags(*OVERRIDES)
 
 

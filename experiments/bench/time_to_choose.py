@@ -41,7 +41,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_list("every_n", ["5", "10", "25", "auto"], "Affinity schedules to time against every step: n or auto.")
 flags.DEFINE_boolean("errors", True, "Train the chosen groupings' networks and compare total test errors.")
 flags.DEFINE_integer("seed", 0, "Seed of the data, the initialisation and the shuffling.")
-OVERRIDES = ("epochs", "patience", "num_examples", "image_size", "trunk_filters", "train_examples", "lr_schedule")
+OVERRIDES = ("epochs", "patience", "num_examples", "image_size", "trunk_filters", "train_examples", "lr_schedule",
+             "balancer")
 common.define_planted_flags(*OVERRIDES)
 
 

@@ -6,7 +6,7 @@
 >>> data = load_data(config)
 >>> model = build_network(config, data, data.tasks[:2])
 >>> [t.name for t in model.tasks], round(float(model.optimizer.learning_rate), 4)
-(['g0_t0', 'g0_t1'], 0.05)
+(['g0_t0', 'g0_t1'], 0.1)
 """
 
 from __future__ import annotations
