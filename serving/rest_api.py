@@ -119,7 +119,11 @@ def parse_predict_request(body, dtypes: Mapping[str, np.dtype]) -> tuple[dict[st
         else:
             raise BadRequest(f"'inputs' must be an object with keys {names}.")
         _check_names(set(columns), names)
-    return {name: to_array(name, columns[name], dtypes[name]) for name in names}, present == ["instances"]
+    arrays = {name: to_array(name, columns[name], dtypes[name]) for name in names}
+    for name, array in arrays.items():
+        if array.ndim and not len(array):
+            raise BadRequest(f"Input {name!r}: an empty batch; give at least one example.")
+    return arrays, present == ["instances"]
 
 
 def _is_named(value) -> bool:

@@ -210,6 +210,18 @@ def test_fuzz_rest_bodies(server, case):
     assert 400 <= status < 500 and list(answer) == ["error"] and isinstance(answer["error"], str), (status, answer)
 
 
+
+@pytest.mark.parametrize("signature, name", [("serving_bytes", "image_bytes"), ("serving_default", "image")])
+def test_an_empty_batch_is_refused_in_either_format(server, signature, name):
+    """Hypothesis found `{"inputs": []}` answered 200 with empty outputs; like an empty
+    'instances' list, an empty batch is a 400 naming the input."""
+    _, dev, _, _, _ = server
+    for inputs in ([], {name: []}):
+        status, answer = post(dev, json.dumps({"signature_name": signature, "inputs": inputs}).encode())
+        assert status == 400 and answer == {"error": f"Input {name!r}: an empty batch; give at least one example."}
+    status, answer = post(dev, json.dumps({"signature_name": signature, "instances": []}).encode())
+    assert status == 400 and "non-empty" in answer["error"]
+
 DTYPES = [types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE, types_pb2.DT_INT32, types_pb2.DT_INT64, types_pb2.DT_STRING,
           types_pb2.DT_BOOL, types_pb2.DT_HALF, types_pb2.DT_UINT8, types_pb2.DT_INVALID, 99]
 
