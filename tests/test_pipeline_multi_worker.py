@@ -14,7 +14,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The smooth-pattern planted data: 12 affinity steps choose the same groups on one process and two
 # workers (the demo's texture data needs more steps than that to decide).
 SMALL = ["--preset=demo", "--dataset=planted", "--num_examples=600", "--epochs=2", "--trunk_filters=4", "--planted_groups=2",
-         "--tasks_per_group=2", "--num_groups=2", "--baselines=all_in_one", "--steps_per_epoch=6", "--eval_seeds=1"]
+         "--tasks_per_group=2", "--num_groups=2", "--baselines=all_in_one", "--steps_per_epoch=6", "--eval_seeds=1",
+         "--balancer=equal", "--learning_rate=0.05"]  # the plumbing under test, not the demo's balancing
 
 
 def start(run_dir, strategy, tf_config=None):

@@ -17,7 +17,8 @@ from tag_tf.io import read_json
 from tag_tf.selection import load_selection, stability_text
 
 TINY = tag_run.PRESETS["demo"].replace(num_examples=600, epochs=2, trunk_filters=4, planted_groups=2,
-                           tasks_per_group=2, num_groups=(2,), baselines=("all_in_one",), eval_seeds=2)
+                           tasks_per_group=2, num_groups=(2,), baselines=("all_in_one",), eval_seeds=2,
+                           balancer="equal", learning_rate=0.05)
 TASKS = ["g0_t0", "g0_t1", "g1_t0", "g1_t1"]
 
 
