@@ -12,7 +12,7 @@
    p_f ~ N(0, presence_std²) is how strongly the pair shows in this example, a nuisance both
    share. Each texture is a grating of period `period` pixels at a random phase for every example;
    the pair of factor f is in colour f mod 3 (pure red, green, blue), at orientations θ_f and
-   θ_f + 90° (θ_f = 0° for the first three factors, then 45°/⌈F/3⌉ steps; `texture_parameters`):
+   θ_f + 90° (θ_f = 0° for the first three factors, then steps of 90°/⌈F/3⌉; `texture_parameters`):
 
        image = sigmoid(contrast * sum_texture amplitude · colour · cos(2π k · x + φ) + pixel_noise * ε)
 
