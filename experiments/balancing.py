@@ -19,8 +19,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags, logging  # noqa: E402
 
 import tag_tf.run as tag_run  # noqa: E402
-from tag_tf import balancing, grouped  # noqa: E402
-from tag_tf.io import write_json_atomic  # noqa: E402
+from tag_tf import balancing  # noqa: E402
+from tag_tf.evaluation import grouped
+from tag_tf.utils.io import write_json_atomic  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("preset", "celeba_sample", sorted(tag_run.PRESETS), "Settings to start from.")

@@ -9,7 +9,7 @@ weights; every network of a seed sees the same scenes and batches):
    networks, hard sharing, cross-stitch (encoder-focused; units after the trunk's "pool1" and its
    output) and PAD-Net (decoder-focused, deep supervision), all on `celeba_resnet_trunk(...,
    feature_map=True)`, equal loss weights. Reported: every task's test metrics, ΔMTL against the
-   single-task networks (`tag_tf.grouped.metric_delta_mtl`), parameters and inference FLOPs.
+   single-task networks (`tag_tf.evaluation.grouped.metric_delta_mtl`), parameters and inference FLOPs.
 2. Equal weights against GradNorm (alpha --gradnorm_alpha, balancing the trunk's last
    convolution "conv2_2") on the architecture of the best mean ΔMTL in part 1 (paired by seed).
 3. TAG on all six scenes tasks (the geometric ones, colour, texture): exact affinity on every
@@ -36,14 +36,14 @@ from absl import app, flags, logging  # noqa: E402
 
 from experiments.bench.common import machine  # noqa: E402
 from tag_tf.affinity import AffinityConfig  # noqa: E402
-from tag_tf.architectures import build_architecture, with_initial_labels, with_initial_tasks  # noqa: E402
+from tag_tf.models.architectures import build_architecture, with_initial_labels, with_initial_tasks  # noqa: E402
 from tag_tf.balancing import GradNorm  # noqa: E402
 from tag_tf.data import scenes  # noqa: E402
-from tag_tf.grouped import metric_delta_mtl  # noqa: E402
-from tag_tf.io import write_json_atomic  # noqa: E402
+from tag_tf.evaluation.grouped import metric_delta_mtl  # noqa: E402
+from tag_tf.utils.io import write_json_atomic  # noqa: E402
 from tag_tf.models import celeba_resnet_trunk, inference_flops, wrap  # noqa: E402
 from tag_tf.selection import select_groups  # noqa: E402
-from tag_tf.stats import mean_std, paired_difference  # noqa: E402
+from tag_tf.evaluation.stats import mean_std, paired_difference  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out", None, "Where to write the results (JSON).", required=True)

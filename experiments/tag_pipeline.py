@@ -21,10 +21,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging  # noqa: E402
 
-from tag_tf.io import read_json  # noqa: E402
+from tag_tf.utils.io import read_json  # noqa: E402
 from tag_tf.run import PRESETS, config as run_config, load_data, run  # noqa: E402
-from tag_tf.rundir import RunDir  # noqa: E402
-from tag_tf.run.summary import format_summary  # noqa: E402
+from tag_tf.run.rundir import RunDir  # noqa: E402
+from tag_tf.report.summary import format_summary  # noqa: E402
 from tag_tf.selection import load_selection  # noqa: E402
 
 # One flag per setting of RunConfig, named by its flat name (tag_tf.run.config); the help says what it is.

@@ -1,4 +1,4 @@
-"""Check a SavedModel version directory the way TF Serving loads it (`tag_tf.export_check`).
+"""Check a SavedModel version directory the way TF Serving loads it (`tag_tf.export.check`).
 
     python -m serving.check runs/demo/export/tag_k3/1
 
@@ -8,7 +8,7 @@ Python's `tf.saved_model.load` of the same directory, and replays
 `assets.extra/tf_serving_warmup_requests`. Prints one line per signature; exit status 0 when the
 version passes, 1 (and the reason on stderr) when it does not.
 
->>> from tag_tf.export_check import CheckReport
+>>> from tag_tf.export.check import CheckReport
 >>> print(report_text(CheckReport("m/1", "tf.saved_model.load", {"serving_default": 2.5e-7}, 2)))
 m/1: loads through the C API (tag 'serve'), as TF Serving loads it
   serving_default  max |C API - tf.saved_model.load| = 2.5e-07
@@ -24,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from tag_tf.export_check import CheckReport, ExportCheckError, check_version_dir  # noqa: E402
+from tag_tf.export.check import CheckReport, ExportCheckError, check_version_dir  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_float("atol", 1e-5, "Largest absolute difference accepted between the two load paths.")

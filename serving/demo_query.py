@@ -22,9 +22,9 @@ from absl import app, flags  # noqa: E402
 
 from serving.client import TFServingClient  # noqa: E402
 from serving.dev_server import launch  # noqa: E402
-from tag_tf.io import read_json  # noqa: E402
+from tag_tf.utils.io import read_json  # noqa: E402
 from tag_tf.run import RunConfig, load_data  # noqa: E402
-from tag_tf.rundir import RunDir  # noqa: E402
+from tag_tf.run.rundir import RunDir  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("run_dir", None, "A run directory whose export stage has run (e.g. runs/demo).")

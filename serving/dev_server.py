@@ -53,7 +53,7 @@ from tensorflow.core.protobuf import error_codes_pb2  # noqa: E402
 
 from serving import rest_api  # noqa: E402
 from serving.limits import Limits, check_shape, tensor_from_proto  # noqa: E402
-from tag_tf.deployment import model_server_config, read_models_config  # noqa: E402
+from tag_tf.export.deployment import model_server_config, read_models_config  # noqa: E402
 from serving.registry import HTTP_STATUS, ModelRegistry, Servable, ServingError  # noqa: E402
 
 PATH = re.compile(r"/v1/models/(?P<model>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"

@@ -38,7 +38,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from serving.client import PROTOCOLS, TFServingClient
-from tag_tf.io import atomic_directory
+from tag_tf.utils.io import atomic_directory
 
 POLL_SECONDS = 0.05  # how often the model status is asked while a reload is awaited
 

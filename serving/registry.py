@@ -9,7 +9,7 @@ reference, so a reload never fails a request in flight. Errors are `ServingError
 gRPC status code; `HTTP_STATUS` maps them onto REST status codes.
 
 >>> import tempfile
->>> from tag_tf.deployment import model_server_config
+>>> from tag_tf.export.deployment import model_server_config
 >>> registry = ModelRegistry(model_server_config({"m": tempfile.mkdtemp()}))
 >>> registry.refresh()
 >>> try:
@@ -35,7 +35,7 @@ from tensorflow_serving.apis import get_model_metadata_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
 from tag_tf.export import TASKS_FILE, existing_versions
-from tag_tf.export_check import warmup_requests
+from tag_tf.export.check import warmup_requests
 
 HTTP_STATUS = {
     grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.FAILED_PRECONDITION: 400,

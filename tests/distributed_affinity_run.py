@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
-flags.DEFINE_list("strategies", ["default"], "tag_tf.distribute strategy names, trained one after the other.")
+flags.DEFINE_list("strategies", ["default"], "tag_tf.training.distribute strategy names, trained one after the other.")
 flags.DEFINE_integer("replicas", 1, "Logical CPU devices for the mirrored strategy.")
 flags.DEFINE_enum("loop", "fit", ["fit", "custom"], "model.fit or tag_tf.training.fit_distributed.")
 flags.DEFINE_list("balancers", [], "Loss balancers (tag_tf.balancing names) to run one by one.")
@@ -31,7 +31,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
-    from tag_tf import distribute
+    from tag_tf.training import distribute
 
     devices = distribute.split_cpu(FLAGS.replicas) if "mirrored" in FLAGS.strategies else None
     import keras

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from tag_tf import affinity
 from tag_tf.affinity import MAX_GROUP_LOOKAHEADS, AffinityConfig, TaskAffinity
-from tag_tf.gradients import gradient_dot
+from tag_tf.utils.gradients import gradient_dot
 from tag_tf.models import build_multitask_model, celeba_resnet_trunk, mlp_trunk
 from tag_tf.selection import select_from_costs, select_from_group_lookahead
 from affinity_reference import measured_affinity, reference_group_affinity, small_batch

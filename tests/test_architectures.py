@@ -6,9 +6,9 @@ import keras
 import numpy as np
 import pytest
 
-from tag_tf import architectures
+from tag_tf.models import architectures
 from tag_tf.affinity import AffinityConfig
-from tag_tf.architectures import (cross_stitch, hard_sharing, mmoe, padnet, single_task, with_initial_labels,
+from tag_tf.models.architectures import (cross_stitch, hard_sharing, mmoe, padnet, single_task, with_initial_labels,
                                   with_initial_tasks)
 from tag_tf.data import scenes
 from tag_tf.models import celeba_resnet_trunk, inference_flops, mlp_trunk, wrap

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tag_tf.c_api import CApiError, SavedModelSession
+from tag_tf.export.c_api import CApiError, SavedModelSession
 
 
 class Strings(tf.Module):

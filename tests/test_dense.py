@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tag_tf.dense import check_labels
+from tag_tf.tasks.dense import check_labels
 from tag_tf.tasks import Task
 
 RNG = np.random.default_rng(0)

@@ -8,9 +8,9 @@ import tensorflow as tf
 from keras import layers, ops
 
 from tag_tf.affinity import AffinityConfig
-from tag_tf.architectures import hard_sharing
+from tag_tf.models.architectures import hard_sharing
 from tag_tf.data import scenes
-from tag_tf.dense_metrics import angle_errors
+from tag_tf.tasks.dense_metrics import angle_errors
 from tag_tf.models import celeba_resnet_trunk, wrap
 from tag_tf.tasks import Task
 

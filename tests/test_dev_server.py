@@ -16,12 +16,12 @@ import tensorflow as tf
 from absl import flags
 
 from serving.client import TFServingClient, TFServingError
-from tag_tf.deployment import model_server_config, write_deployment
+from tag_tf.export.deployment import model_server_config, write_deployment
 from serving import dev_server
 from serving.dev_server import DevServer
 from tag_tf.data.synthetic import task_names
 from tag_tf.export import export_multihead
-from tag_tf.io import write_json_atomic
+from tag_tf.utils.io import write_json_atomic
 from tag_tf.models import build_multitask_model, celeba_resnet_trunk
 from tag_tf.run import PRESETS
 

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tag_tf.c_api import SavedModelSession
+from tag_tf.export.c_api import SavedModelSession
 from tag_tf.export import export_multihead, keras_reference
-from tag_tf.export_check import ExportCheckError, check_version_dir
+from tag_tf.export.check import ExportCheckError, check_version_dir
 from tag_tf.models import build_multitask_model
 from tag_tf.tasks import Task
 
@@ -142,8 +142,8 @@ def test_dense_heads_export_and_answer_through_the_c_api_and_the_dev_server_as_k
     gives, in the served form (class probabilities per pixel, depth, unit normals, edge probability)."""
     from serving.client import TFServingClient
     from serving.dev_server import DevServer
-    from tag_tf.architectures import build_architecture
-    from tag_tf.deployment import model_server_config
+    from tag_tf.models.architectures import build_architecture
+    from tag_tf.export.deployment import model_server_config
     from tag_tf.models import celeba_resnet_trunk, wrap
 
     tasks = [Task("seg", kind="segmentation", num_classes=3), Task("depth", kind="depth"),

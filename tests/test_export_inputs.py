@@ -12,10 +12,10 @@ from keras import layers
 
 from serving.client import TFServingClient
 from serving.dev_server import DevServer
-from tag_tf.deployment import model_server_config
+from tag_tf.export.deployment import model_server_config
 from tag_tf.export import export_multihead
 from tag_tf.models import wrap
-from tag_tf.signatures import example_bytes
+from tag_tf.export.signatures import example_bytes
 from tag_tf.tasks import Task
 
 TASKS = [Task("click"), Task("spend", "regression"), Task("tier", "multiclass", num_classes=3)]

@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from tag_tf.io import atomic_directory, atomic_path, read_json, write_json_atomic
+from tag_tf.utils.io import atomic_directory, atomic_path, read_json, write_json_atomic
 
 
 def test_write_replaces_atomically_and_leaves_no_temporary_file(tmp_path):

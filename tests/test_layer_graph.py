@@ -4,9 +4,9 @@ trunk and a subclassed model; GradNorm balances exactly their variables."""
 import keras
 import pytest
 
-from tag_tf.architectures import cross_stitch, hard_sharing, mmoe, padnet, with_initial_tasks
+from tag_tf.models.architectures import cross_stitch, hard_sharing, mmoe, padnet, with_initial_tasks
 from tag_tf.balancing import GradNorm
-from tag_tf.layer_graph import flatten_layers, nearest_shared_layers, shared_layers
+from tag_tf.balancing.layer_graph import flatten_layers, nearest_shared_layers, shared_layers
 from tag_tf.models import celeba_resnet_trunk, mlp_trunk, wrap
 from tag_tf.tasks import Task
 

@@ -17,7 +17,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from serving.dev_server import DevServer
 from serving.limits import Limits
-from tag_tf.deployment import model_server_config
+from tag_tf.export.deployment import model_server_config
 
 POOL = 6  # images with precomputed answers
 

@@ -9,10 +9,10 @@ import tensorflow as tf
 
 import tag_tf.run as tag_run
 from tag_tf import selection
-from tag_tf.deployment import read_models_config
-from tag_tf.io import write_json_atomic
+from tag_tf.export.deployment import read_models_config
+from tag_tf.utils.io import write_json_atomic
 from tag_tf.run import PRESETS, RunConfig, stages
-from tag_tf.rundir import RunDir
+from tag_tf.run.rundir import RunDir
 
 # The demo preset at test size: its data, trunk and schedule, TAG alone (no baselines), one seed.
 TINY = PRESETS["demo"].replace(baselines=(), eval_seeds=1)
@@ -271,7 +271,7 @@ def test_dense_scenes_preset_runs_every_stage_with_real_dense_metrics(tmp_path):
     """The dense_scenes preset at tiny size: every stage runs; metrics.json's dense metrics equal a
     recomputation from the saved networks on the test split, ΔMTL a hand computation from them; the
     export describes the dense answers; the report shows dense predictions and the summary the metrics."""
-    from tag_tf.run.summary import format_summary
+    from tag_tf.report.summary import format_summary
 
     config = PRESETS["dense_scenes"].replace(num_examples=60, tasks=("segmentation", "depth", "colour"),
                                              epochs=1, steps_per_epoch=2, batch_size=8, trunk_filters=4, head_units=4,

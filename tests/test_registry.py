@@ -10,7 +10,7 @@ import pytest
 from tensorflow_serving.config import model_server_config_pb2
 
 from serving.registry import ModelRegistry, ServingError, policy_versions
-from tag_tf.deployment import model_server_config
+from tag_tf.export.deployment import model_server_config
 
 
 @pytest.fixture(scope="module")

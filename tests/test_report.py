@@ -12,8 +12,8 @@ import tensorflow as tf
 from PIL import Image
 
 import tag_tf.run as tag_run
-from tag_tf import report
-from tag_tf.io import read_json
+from tag_tf.report import html as report
+from tag_tf.utils.io import read_json
 from tag_tf.selection import load_selection, stability_text
 
 TINY = tag_run.PRESETS["demo"].replace(num_examples=600, epochs=2, trunk_filters=4, planted_groups=2,

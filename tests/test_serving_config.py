@@ -4,7 +4,7 @@ import pytest
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from tag_tf import deployment as config
+from tag_tf.export import deployment as config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

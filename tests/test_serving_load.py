@@ -10,7 +10,7 @@ import pytest
 
 from serving.dev_server import DevServer
 from serving.load import LoadResult, LoadSpec, Request, check_answers, copy_version, run_load
-from tag_tf.deployment import model_server_config
+from tag_tf.export.deployment import model_server_config
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from tag_tf import grouped
-from tag_tf.stats import mean_std, paired_difference
+from tag_tf.evaluation import grouped
+from tag_tf.evaluation.stats import mean_std, paired_difference
 
 
 def test_paired_interval_equals_the_hand_computation():

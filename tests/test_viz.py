@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tag_tf import viz
+from tag_tf.report import pictures as viz
 from tag_tf.models import build_multitask_model, celeba_resnet_trunk
 from tag_tf.selection import Grouping, select_groups
 from tag_tf.tasks import Task

@@ -42,9 +42,9 @@ import numpy as np  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
 from experiments.bench.common import StepSeconds, train_in_turns  # noqa: E402
-from tag_tf import baselines  # noqa: E402
+from tag_tf.evaluation import baselines  # noqa: E402
 from tag_tf.affinity import AffinityConfig, TaskAffinity, candidate_groups  # noqa: E402
-from tag_tf.grouped import total_error  # noqa: E402
+from tag_tf.evaluation.grouped import total_error  # noqa: E402
 from tag_tf.run import PRESETS, batches, build_network, evaluate_per_task, fit, load_data  # noqa: E402
 from tag_tf.selection import (select_from_affinity, select_from_group_lookahead, served,  # noqa: E402
                               stability_text)

@@ -50,7 +50,7 @@ from scipy import stats  # noqa: E402
 from tag_tf.affinity import AffinityConfig, lookahead_deltas  # noqa: E402
 from tag_tf.data import celeba  # noqa: E402
 from tag_tf.data.pipeline import batched  # noqa: E402
-from tag_tf.gradients import gradient_dot, tape_gradient  # noqa: E402
+from tag_tf.utils.gradients import gradient_dot, tape_gradient  # noqa: E402
 from tag_tf.models import build_multitask_model, celeba_resnet_trunk  # noqa: E402
 from tag_tf.run import PAPER_CELEBA_TASKS, PRESETS  # noqa: E402
 

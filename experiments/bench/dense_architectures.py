@@ -56,7 +56,7 @@ def measure(architecture: str, mode: str) -> dict:
     import keras
 
     from tag_tf.affinity import AffinityConfig
-    from tag_tf.architectures import build_architecture, with_initial_labels, with_initial_tasks
+    from tag_tf.models.architectures import build_architecture, with_initial_labels, with_initial_tasks
     from tag_tf.data import scenes
     from tag_tf.models import celeba_resnet_trunk, wrap
 

@@ -31,9 +31,9 @@ import numpy as np  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
 from experiments.bench import common  # noqa: E402
-from tag_tf import baselines, grouped  # noqa: E402
+from tag_tf.evaluation import baselines, grouped  # noqa: E402
 from tag_tf.run import batches, evaluate_per_task, load_data  # noqa: E402
-from tag_tf.stats import format_interval, mean_std, paired_difference  # noqa: E402
+from tag_tf.evaluation.stats import format_interval, mean_std, paired_difference  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Network seeds (initialisation and shuffling).")

@@ -26,7 +26,7 @@ from absl import app, flags  # noqa: E402
 
 from experiments.bench import common  # noqa: E402
 from serving.client import TFServingClient  # noqa: E402
-from tag_tf.deployment import write_deployment  # noqa: E402
+from tag_tf.export.deployment import write_deployment  # noqa: E402
 from serving.dev_server import launch  # noqa: E402
 from tag_tf.export import export_multihead  # noqa: E402
 from tag_tf.models import build_multitask_model  # noqa: E402

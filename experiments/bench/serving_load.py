@@ -29,7 +29,7 @@ from absl import app, flags, logging  # noqa: E402
 from experiments.bench import common  # noqa: E402
 from serving.dev_server import launch  # noqa: E402
 from serving.load import LoadSpec, check_answers, copy_version, run_load  # noqa: E402
-from tag_tf.deployment import write_deployment  # noqa: E402
+from tag_tf.export.deployment import write_deployment  # noqa: E402
 from tag_tf.export import check_networks, export_multihead, keras_reference  # noqa: E402
 
 FLAGS = flags.FLAGS

@@ -32,7 +32,7 @@ import time  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
 from experiments.bench import common  # noqa: E402
-from tag_tf import grouped, hoa  # noqa: E402
+from tag_tf.evaluation import grouped, hoa  # noqa: E402
 from tag_tf.affinity import AUTO  # noqa: E402
 from tag_tf.run import batches, evaluate_per_task, load_data  # noqa: E402
 from tag_tf.selection import Grouping, select_from_affinity  # noqa: E402

@@ -25,7 +25,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from tag_tf.architectures import build_architecture
+from tag_tf.models.architectures import build_architecture
 from tag_tf.data import nyuv2
 
 NUM_CLASSES = int(os.environ.get("NYUV2_CLASSES", "13"))

@@ -20,7 +20,7 @@ import json
 
 import numpy as np
 
-from tag_tf.io import write_json_atomic
+from tag_tf.utils.io import write_json_atomic
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,8 +20,8 @@ from __future__ import annotations
 import tensorflow as tf
 
 from tag_tf.balancing.base import BalanceInputs, Balancer
-from tag_tf.gradients import gradient_dot
-from tag_tf.layer_graph import nearest_shared_layers, shared_layers
+from tag_tf.utils.gradients import gradient_dot
+from tag_tf.balancing.layer_graph import nearest_shared_layers, shared_layers
 
 
 def gradnorm_step(weights, grad_norms, losses, initial_losses, alpha: float, weight_lr: float,

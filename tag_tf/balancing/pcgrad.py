@@ -21,7 +21,7 @@ import keras
 import tensorflow as tf
 
 from tag_tf.balancing.base import BalanceInputs, Balancer
-from tag_tf.gradients import gradient_dot
+from tag_tf.utils.gradients import gradient_dot
 
 
 def pcgrad_coefficients(gram, orders) -> tuple[tf.Tensor, tf.Tensor]:

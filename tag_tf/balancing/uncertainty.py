@@ -13,7 +13,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from tag_tf.balancing.base import Balancer
-from tag_tf.gradients import num_replicas
+from tag_tf.utils.gradients import num_replicas
 
 
 def uncertainty_objective(losses, log_variances, regression, replicas: int = 1) -> tf.Tensor:

@@ -4,17 +4,35 @@
     presets.py   PRESETS: demo, celeba_sample, celeba
     data.py      load_data, batches
     networks.py  build_network, fit, train_network, evaluate_per_task
-    stages.py    run() and the six stages over a run directory (tag_tf.rundir.RunDir)
+    rundir.py    RunDir: every path and model name of a run directory
+    stages.py    run() and the six stages over a run directory
 
     from tag_tf.run import PRESETS, run
     run(PRESETS["demo"].replace(epochs=2), "runs/demo")
+
+The package loads its modules on first use (`tag_tf.run.run` imports the stages), so that the
+stages below it (the report, the exporter) can use `RunDir` without importing the stages.
 """
 
-from tag_tf.run.config import DATASETS, RunConfig
-from tag_tf.run.data import RunData, batches, load_data
-from tag_tf.run.networks import build_network, evaluate_per_task, fit, train_network
-from tag_tf.run.presets import PAPER_CELEBA_TASKS, PRESETS
-from tag_tf.run.stages import STAGES, RunReport, run
+import importlib
 
-__all__ = ["DATASETS", "PAPER_CELEBA_TASKS", "PRESETS", "STAGES", "RunConfig", "RunData", "RunReport", "batches",
-           "build_network", "evaluate_per_task", "fit", "load_data", "run", "train_network"]
+_HOMES = {
+    "config": ("DATASETS", "RunConfig"),
+    "data": ("RunData", "batches", "load_data"),
+    "networks": ("build_network", "evaluate_per_task", "fit", "train_network"),
+    "presets": ("PAPER_CELEBA_TASKS", "PRESETS"),
+    "rundir": ("RunDir",),
+    "stages": ("STAGES", "RunReport", "run"),
+}
+_MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str):
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module 'tag_tf.run' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"tag_tf.run.{_MODULE_OF[name]}"), name)
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -31,14 +31,14 @@ import os
 
 from tag_tf.affinity import AffinityConfig
 from tag_tf.balancing import BALANCERS
-from tag_tf.baselines import BASELINES
+from tag_tf.evaluation.baselines import BASELINES
 from tag_tf.data import scenes, synthetic
-from tag_tf.distribute import STRATEGIES
+from tag_tf.training.distribute import STRATEGIES
 from tag_tf.tasks import as_tasks
 
 DATASETS = ("planted", "planted_tabular", "planted_textures", "scenes", "celeba_folder", "celeba_tfds", "recipe")
 # "linear_heads": the trunk's flat features, one linear head per task (the TAG paper's networks);
-# the others are `tag_tf.architectures` (a group of one task gets hard_sharing: its single-task network).
+# the others are `tag_tf.models.architectures` (a group of one task gets hard_sharing: its single-task network).
 ARCHITECTURES = ("linear_heads", "hard_sharing", "cross_stitch", "mmoe", "padnet")
 DEFAULT_BASELINES = ("all_in_one", "single_task", "random")
 # "constant": the learning rate throughout; "cosine": decayed per epoch along a half cosine
@@ -200,7 +200,7 @@ class SelectionConfig:
 @dataclasses.dataclass(frozen=True)
 class EvaluationConfig:
     """Attributes:
-      baselines: which of `tag_tf.baselines.BASELINES` to train and evaluate beside TAG.
+      baselines: which of `tag_tf.evaluation.baselines.BASELINES` to train and evaluate beside TAG.
       random_seeds: random groupings per budget k.
       eval_seeds: networks trained per group, with seeds seed, seed + 1, ... (initialisation and
         shuffling; the data stay the same): every grouping's measures are means over them, with
@@ -221,7 +221,7 @@ class EvaluationConfig:
 @dataclasses.dataclass(frozen=True)
 class RuntimeConfig:
     """Attributes:
-      strategy: one of `tag_tf.distribute.STRATEGIES` ("multi_worker": the same command on every
+      strategy: one of `tag_tf.training.distribute.STRATEGIES` ("multi_worker": the same command on every
         worker, with TF_CONFIG; the chief writes the run directory).
       jit_compile: compile training steps with XLA (Keras' `jit_compile`).
       seed: seeds the data split, the shuffling, the weight initialisation, random groupings.

@@ -20,8 +20,8 @@ import tensorflow as tf
 
 from tag_tf import balancing
 from tag_tf.affinity import AffinityConfig, check_optimizer, current_learning_rate
-from tag_tf.architectures import build_architecture
-from tag_tf.distribute import is_multi_worker, strategy_from_name
+from tag_tf.models.architectures import build_architecture
+from tag_tf.training.distribute import is_multi_worker, strategy_from_name
 from tag_tf.models import build_multitask_model, celeba_resnet_trunk, mlp_trunk, wrap
 from tag_tf.run.config import RunConfig
 from tag_tf.run.data import RunData, batches

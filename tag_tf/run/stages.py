@@ -1,4 +1,4 @@
-"""The stages of a run, over its run directory (`tag_tf.rundir.RunDir`):
+"""The stages of a run, over its run directory (`tag_tf.run.rundir.RunDir`):
 
     affinity  one multi-task network with affinity collection     -> affinity.json
     select    the best grouping for every budget k                 -> selection.json
@@ -36,18 +36,20 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from tag_tf import baselines, grouped, hoa, selection
+from tag_tf.evaluation import baselines, grouped, hoa
+
+from tag_tf import selection
 from tag_tf.affinity import TaskAffinity, candidate_groups
-from tag_tf.deployment import write_deployment
-from tag_tf.distribute import barrier, is_chief, strategy_from_name
+from tag_tf.export.deployment import write_deployment
+from tag_tf.training.distribute import barrier, is_chief, strategy_from_name
 from tag_tf.export import export_multihead
-from tag_tf.io import read_json, save_model_atomic, write_json_atomic
+from tag_tf.utils.io import read_json, save_model_atomic, write_json_atomic
 from tag_tf.models import inference_flops
-from tag_tf.report import log_selection, write_report
+from tag_tf.report.html import log_selection, write_report
 from tag_tf.run.config import RunConfig
 from tag_tf.run.data import RunData, batches, load_data
 from tag_tf.run.networks import build_network, evaluate_per_task, fit, train_network
-from tag_tf.rundir import RunDir
+from tag_tf.run.rundir import RunDir
 from tag_tf.training import AffinityLogger
 
 STAGES = ("affinity", "select", "train", "evaluate", "export", "report")
@@ -242,7 +244,7 @@ def evaluate_stage(run: Run) -> None:
 def export_stage(run: Run) -> None:
     """Export TAG's grouping for every budget k as the model `tag_k<k>` under export/ (its next
     version: a rerun adds a version, which a running server picks up), with models.config and the
-    other TF Serving files (`tag_tf.deployment.write_deployment`); write export/export.json."""
+    other TF Serving files (`tag_tf.export.deployment.write_deployment`); write export/export.json."""
     names = run.names
     _, groupings = selection.load_selection(run.dir.selection)
     affinity = TaskAffinity.from_json(run.dir.affinity)
@@ -261,7 +263,7 @@ def export_stage(run: Run) -> None:
 
 
 def report_stage(run: Run) -> None:
-    """Write report/ (`tag_tf.report`: plots, tables, saliency maps of test images, serving) and
+    """Write report/ (`tag_tf.report.html`: plots, tables, saliency maps of test images, serving) and
     the selection as TensorBoard text."""
     names, groupings = selection.load_selection(run.dir.selection)
     log_selection(run.dir.tensorboard, names, groupings)

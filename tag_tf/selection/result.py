@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 
-from tag_tf.io import read_json, write_json_atomic
+from tag_tf.utils.io import read_json, write_json_atomic
 from tag_tf.selection.checks import _check_choice
 
 SENSES = ("maximize", "minimize")

@@ -103,7 +103,7 @@ class AffinityLogger(keras.callbacks.Callback):
         if self.log_dir and result.epochs:
             if self._writer is None:
                 self._writer = tf.summary.create_file_writer(self.log_dir)
-            from tag_tf.viz import affinity_image  # matplotlib, only where a picture is drawn
+            from tag_tf.report.pictures import affinity_image  # matplotlib, only where a picture is drawn
 
             matrix = result.epochs[-1]
             with self._writer.as_default(step=epoch):

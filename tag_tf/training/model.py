@@ -49,10 +49,10 @@ import tensorflow as tf
 from keras.src.trainers.trainer import model_supports_jit  # the rule Keras' jit_compile="auto" applies
 
 from tag_tf import affinity as affinity_lib
-from tag_tf import dense
+from tag_tf.tasks import dense
 from tag_tf.affinity import AffinityAccumulator, AffinityConfig, TaskAffinity
 from tag_tf.balancing import BalanceInputs, Balancer, balancer_from_json
-from tag_tf.gradients import gradient_dot, num_replicas, sum_over_replicas, tape_gradient
+from tag_tf.utils.gradients import gradient_dot, num_replicas, sum_over_replicas, tape_gradient
 from tag_tf.tasks import Task, as_tasks
 from tag_tf.training.callbacks import AffinityEpochs
 from tag_tf.training.compile_args import per_example_loss, per_task, task_metrics
@@ -491,7 +491,7 @@ class MultiTaskModel(keras.Model):
     def check_labels(self, y) -> None:
         """ValueError naming the task, the value found and the one expected, for dense labels in
         `y` ({task: labels}) of the wrong size, with class ids out of range, or normals not of unit
-        length where valid (`tag_tf.dense.check_labels`)."""
+        length where valid (`tag_tf.tasks.dense.check_labels`)."""
         for task in self.tasks:
             if task.is_dense:
                 dense.check_labels(task, np.asarray(y[task.name]), self.task_output_shapes[task.name])

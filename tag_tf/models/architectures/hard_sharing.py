@@ -22,7 +22,7 @@ from typing import Iterable
 
 import keras
 
-from tag_tf.architectures.parts import backbone_features, copy_model, input_size, task_head
+from tag_tf.models.architectures.parts import backbone_features, copy_model, input_size, task_head
 from tag_tf.tasks import Task, as_tasks
 
 

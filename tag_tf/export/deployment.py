@@ -38,7 +38,7 @@ from typing import Mapping, Sequence
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from tag_tf.io import atomic_path
+from tag_tf.utils.io import atomic_path
 
 MODELS_CONFIG = "models.config"
 DOCKER_MODELS_CONFIG = "models.docker.config"

@@ -9,7 +9,7 @@ the signatures
     serving_bytes       image_bytes string [batch] (JPEG/PNG/GIF/BMP) -> the same, decoded and
                         resized to H x W inside the graph (only for one image input)
     serving_tf_example  examples string [batch], serialized tf.Example protos with one feature per
-                        input (only for numeric, non-image inputs: `tag_tf.signatures`)
+                        input (only for numeric, non-image inputs: `tag_tf.export.signatures`)
     group_<i>           the inputs of serving_default -> {task: answer} for every head of network i
 
 where each task's answer comes from the network the assignment names, every network runs once per
@@ -35,9 +35,9 @@ groups, assignment, thresholds, input specs, affinity summary, versions) and
 `assets.extra/tf_serving_warmup_requests` (PredictionLog records TF Serving replays on load).
 
 The version directory is written under a hidden temporary name in the model folder, checked as
-TF Serving will load it (`tag_tf.export_check.check_version_dir`: through TensorFlow's C API, every
+TF Serving will load it (`tag_tf.export.check.check_version_dir`: through TensorFlow's C API, every
 signature against the Keras networks, the warmup requests replayed), then renamed
-(`tag_tf.io.atomic_directory`): a polling server (TF Serving only loads numeric directories) never
+(`tag_tf.utils.io.atomic_directory`): a polling server (TF Serving only loads numeric directories) never
 sees half a model or one that fails the check. Exports to one model take turns (a lock file,
 `.export.lock`), and each removes the temporaries an export killed before it left behind.
 
@@ -68,9 +68,9 @@ import tensorflow as tf
 
 import tag_tf
 from tag_tf.affinity import TaskAffinity
-from tag_tf.export_check import WARMUP_FILE, check_version_dir, sample_inputs
-from tag_tf.io import atomic_directory, exclusive_folder, write_json_atomic
-from tag_tf.signatures import (accepts_examples, example_bytes, is_image, model_inputs, named_input_specs,
+from tag_tf.export.check import WARMUP_FILE, check_version_dir, sample_inputs
+from tag_tf.utils.io import atomic_directory, exclusive_folder, write_json_atomic
+from tag_tf.export.signatures import (accepts_examples, example_bytes, is_image, model_inputs, named_input_specs,
                                parse_examples)
 from tag_tf.tasks import Task
 
@@ -114,7 +114,7 @@ def export_multihead(
 
     Raises ValueError, before writing anything, for an unknown or unserved task, a network index
     out of range, networks on different inputs, a bad model name or a taken version;
-    `tag_tf.export_check.ExportCheckError` (a ValueError), leaving no version behind, when the
+    `tag_tf.export.check.ExportCheckError` (a ValueError), leaving no version behind, when the
     written SavedModel fails the check through TF Serving's load path.
     """
     tasks = check_networks(networks, assignment)

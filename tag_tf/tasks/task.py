@@ -16,9 +16,9 @@ A missing label is left out of its task's loss: the loss is the mean over the la
 examples of the batch only, and is exactly 0 (with no gradient) when none is labelled.
 
 Dense kinds (`segmentation`, `depth`, `normals`, `edges`; heads `[B, H, W, output_units]`) have a
-label per pixel and a loss per pixel (`tag_tf.dense`); their unit of the mean is the valid pixel:
+label per pixel and a loss per pixel (`tag_tf.tasks.dense`); their unit of the mean is the valid pixel:
 the loss is the mean over the valid pixels of the batch, each weighted by its example's sample
-weight. Their metrics (`tag_tf.dense_metrics`): `miou`; `rmse` and `abs_rel`; `angle_error`
+weight. Their metrics (`tag_tf.tasks.dense_metrics`): `miou`; `rmse` and `abs_rel`; `angle_error`
 (degrees); `odsf`. `lower_is_better(metric)` says which direction of a metric is better.
 
 Example:
@@ -41,7 +41,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from tag_tf import dense, dense_metrics
+from tag_tf.tasks import dense, dense_metrics
 
 FLAT_KINDS = ("binary", "multiclass", "regression")
 DENSE_KINDS = ("segmentation", "depth", "normals", "edges")
@@ -170,7 +170,7 @@ class Task:
 
     def label_mask(self, labels):
         """1.0 where the example is labelled, 0.0 where the label is missing (-1 or NaN); for
-        dense kinds, per pixel `[B, H, W]` (`tag_tf.dense.valid_pixels`)."""
+        dense kinds, per pixel `[B, H, W]` (`tag_tf.tasks.dense.valid_pixels`)."""
         if self.is_dense:
             return dense.valid_pixels(self.kind, labels, self.ignore_label)
         labels = ops.convert_to_tensor(labels)
@@ -199,7 +199,7 @@ class Task:
         """Loss of every example, with missing labels replaced by a harmless placeholder.
 
         Callers weight the result with `example_weights`; see `loss`. Dense kinds: the loss of
-        every pixel `[B, H, W]` (`tag_tf.dense.pixel_losses`).
+        every pixel `[B, H, W]` (`tag_tf.tasks.dense.pixel_losses`).
         """
         if self.is_dense:
             return dense.pixel_losses(self.kind, labels, outputs, self.ignore_label)

@@ -32,7 +32,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from tag_tf.stats import format_interval, mean_std, paired_difference
+from tag_tf.evaluation.stats import format_interval, mean_std, paired_difference
 from tag_tf.tasks import Task, lower_is_better
 
 
@@ -115,7 +115,7 @@ def grouping_row(label: str, grouping, results: Mapping[tuple[str, ...], Mapping
 
     `results`: {group: its network's result.json} for (at least) the grouping's groups.
 
-    >>> from tag_tf.baselines import all_in_one
+    >>> from tag_tf.evaluation.baselines import all_in_one
     >>> results = {("a", "b"): {"test": {"a": {"accuracy": 0.9}, "b": {"accuracy": 0.8}},
     ...                         "parameters": 10, "flops": 40}}
     >>> row = grouping_row("all_in_one", all_in_one(["a", "b"]), results, ["a", "b"])
@@ -216,7 +216,7 @@ def compare_with_baselines(rows: Sequence[Mapping], measure: str = "total_error"
     """TAG's grouping at every budget k against each baseline, seed by seed (`combine_seeds` rows):
     the paired difference TAG − baseline of `measure` (`headline`: "total_error", negative when TAG
     is better, or "delta_mtl", a fraction, positive when TAG is better), with its 95% t interval
-    (`tag_tf.stats.paired_difference`). Baselines: all_in_one, single_task, random_k<k> (each
+    (`tag_tf.evaluation.stats.paired_difference`). Baselines: all_in_one, single_task, random_k<k> (each
     seed's mean over the partitions) and hoa_k<k>, those present.
 
     >>> rows = [{"name": "tag_k2", "total_errors": [10.0, 11.0, 12.0]},

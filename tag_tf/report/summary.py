@@ -4,7 +4,7 @@ a run directory's metrics.json and selection.json (`experiments.tag_pipeline` pr
 
 from __future__ import annotations
 
-from tag_tf import grouped
+from tag_tf.evaluation import grouped
 from tag_tf.selection import stability_text
 
 

@@ -45,7 +45,7 @@ from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
 from tf_keras_vis.saliency import Saliency
 from tf_keras_vis.utils.scores import BinaryScore, CategoricalScore, InactiveScore
 
-from tag_tf.io import atomic_path
+from tag_tf.utils.io import atomic_path
 from tag_tf.tasks import Task
 
 DPI = 100

@@ -49,7 +49,7 @@ from typing import Iterable
 import keras
 from keras import layers
 
-from tag_tf.architectures.parts import backbone_features, input_size, prediction, task_head
+from tag_tf.models.architectures.parts import backbone_features, input_size, prediction, task_head
 from tag_tf.tasks import Task, as_tasks
 
 INITIAL_SUFFIX = "__initial"

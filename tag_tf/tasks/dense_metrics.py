@@ -32,7 +32,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from tag_tf.dense import cosine
+from tag_tf.tasks.dense import cosine
 
 # The ODS threshold grid: 0.01, 0.02, ..., 0.99 on the edge probability.
 ODS_THRESHOLDS = tuple(np.round(np.linspace(0.01, 0.99, 99), 2).tolist())

@@ -1,5 +1,5 @@
 """The groupings TAG is compared with: all tasks in one network, one network per task, random
-partitions, and HOA (Standley et al. 2020, `tag_tf.hoa`), as `Grouping`s.
+partitions, and HOA (Standley et al. 2020, `tag_tf.evaluation.hoa`), as `Grouping`s.
 
 >>> all_in_one(["a", "b", "c"]).groups
 (('a', 'b', 'c'),)
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from tag_tf import grouped
+from tag_tf.evaluation import grouped
 from tag_tf.selection import Grouping
 
 BASELINES = ("all_in_one", "single_task", "random", "hoa")

@@ -34,10 +34,10 @@ from typing import Iterable
 
 import keras
 
-from tag_tf.architectures.cross_stitch import CrossStitch, cross_stitch, split_stages
-from tag_tf.architectures.hard_sharing import hard_sharing, single_task
-from tag_tf.architectures.mmoe import mmoe
-from tag_tf.architectures.padnet import INITIAL_SUFFIX, padnet, with_initial_labels, with_initial_tasks
+from tag_tf.models.architectures.cross_stitch import CrossStitch, cross_stitch, split_stages
+from tag_tf.models.architectures.hard_sharing import hard_sharing, single_task
+from tag_tf.models.architectures.mmoe import mmoe
+from tag_tf.models.architectures.padnet import INITIAL_SUFFIX, padnet, with_initial_labels, with_initial_tasks
 from tag_tf.tasks import Task
 
 ARCHITECTURES = {"cross_stitch": cross_stitch, "hard_sharing": hard_sharing, "mmoe": mmoe, "padnet": padnet,

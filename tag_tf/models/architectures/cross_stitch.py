@@ -35,7 +35,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from tag_tf.architectures.parts import backbone_features, copy_model, input_size, task_head
+from tag_tf.models.architectures.parts import backbone_features, copy_model, input_size, task_head
 from tag_tf.tasks import Task, as_tasks
 
 

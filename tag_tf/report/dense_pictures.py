@@ -28,7 +28,7 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
-from tag_tf.dense import valid_pixels
+from tag_tf.tasks.dense import valid_pixels
 from tag_tf.tasks import Task
 
 _CLASSES = matplotlib.colormaps["tab20"]

@@ -30,7 +30,7 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
-from tag_tf.io import read_json
+from tag_tf.utils.io import read_json
 
 STAGE_OUTPUTS = {"affinity": "affinity.json", "select": "selection.json", "train": "train.json",
                  "evaluate": "metrics.json", "export": os.path.join("export", "export.json"),

@@ -35,11 +35,12 @@ import numpy as np
 import tensorflow as tf
 
 import tag_tf.training  # noqa: F401  registers MultiTaskModel, so that group networks load
-from tag_tf import dense_viz, grouped, viz
+from tag_tf.report import dense_pictures as dense_viz, pictures as viz
+from tag_tf.evaluation import grouped
 from tag_tf.affinity import TaskAffinity
 from tag_tf.export import existing_versions
-from tag_tf.io import atomic_directory, read_json
-from tag_tf.rundir import RunDir
+from tag_tf.utils.io import atomic_directory, read_json
+from tag_tf.run.rundir import RunDir
 from tag_tf.selection import STABLE, Grouping, load_selection, stability_text
 from tag_tf.tasks import Task
 

@@ -47,7 +47,7 @@ def celeba_resnet_trunk(image_size: int = 64, filters: int = 64, bn_momentum: fl
     moving statistics (Keras' and the official code's 0.99); short runs of a few hundred steps
     want a smaller value (0.9) so that evaluation sees converged statistics. `feature_map=True`
     ends the trunk at the residual block's output, before the pooling and flattening: a spatial
-    map [S', S', filters] (S' = (S - 3) // 2 + 1), what dense decoders (`tag_tf.architectures`)
+    map [S', S', filters] (S' = (S - 3) // 2 + 1), what dense decoders (`tag_tf.models.architectures`)
     need. Its two stages end at the layers "pool1" and "block_out".
 
     >>> celeba_resnet_trunk(16, filters=4, feature_map=True).output_shape
@@ -193,7 +193,7 @@ def inference_flops(model: keras.Model) -> int:
     import tensorflow as tf
     from tensorflow.python.util import deprecation  # the v1 profiler is the only FLOP counter TF has
 
-    from tag_tf.signatures import model_inputs, named_input_specs
+    from tag_tf.export.signatures import model_inputs, named_input_specs
 
     specs = {name: tf.TensorSpec([1, *s.shape[1:]], s.dtype) for name, s in named_input_specs(model).items()}
     graph = tf.function(lambda named: model(model_inputs(model, named), training=False)).get_concrete_function(

@@ -26,7 +26,7 @@ from typing import Iterable
 import keras
 from keras import layers
 
-from tag_tf.architectures.parts import backbone_features, prediction
+from tag_tf.models.architectures.parts import backbone_features, prediction
 from tag_tf.tasks import Task, as_tasks
 
 

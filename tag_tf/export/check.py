@@ -1,7 +1,7 @@
 """Check a SavedModel version directory the way TF Serving will use it, before anyone serves it.
 
 `check_version_dir(path, reference)` loads the version through TensorFlow's C API exactly as TF
-Serving does (`tag_tf.c_api.SavedModelSession`: `TF_LoadSessionFromSavedModel` with the tag
+Serving does (`tag_tf.export.c_api.SavedModelSession`: `TF_LoadSessionFromSavedModel` with the tag
 `serve`, then `TF_SessionRun` on the tensor names of each SignatureDef), runs every signature on
 sample inputs made from its SignatureDef (floats in [0, 1), integers, PNG images for string
 inputs), compares the answers with `reference(signature, inputs)` (the Keras networks, for
@@ -22,7 +22,7 @@ Any failure raises `ExportCheckError` naming the version directory and what fail
 >>> check_version_dir(path, reference=lambda signature, inputs: {"y": 3 * inputs["x"]})
 Traceback (most recent call last):
 ...
-tag_tf.export_check.ExportCheckError: ... signature 'serving_default', output 'y': answers through the C API differ from the reference by up to ...
+tag_tf.export.check.ExportCheckError: ... signature 'serving_default', output 'y': answers through the C API differ from the reference by up to ...
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from typing import Callable, Mapping
 import numpy as np
 import tensorflow as tf
 
-from tag_tf.c_api import CApiError, SavedModelSession
+from tag_tf.export.c_api import CApiError, SavedModelSession
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 MAX_WARMUP_RECORDS = 1000  # TF Serving's limit (saved_model_warmup_util)
