@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from tag_tf.evaluation import grouped
+from tag_tf.run.seeds import partition_seed
 from tag_tf.selection import Grouping
 
 BASELINES = ("all_in_one", "single_task", "random", "hoa")
@@ -43,6 +44,6 @@ def single_task(tasks: Sequence[str]) -> Grouping:
 
 def random_groupings(tasks: Sequence[str], budgets: Sequence[int], seeds: int, seed: int) -> list[tuple[str, Grouping]]:
     """("random_k<k>_seed<s>", a uniformly random partition into k groups) for every budget k and
-    s < `seeds`; the partitions are drawn from `seed`·1000 + s."""
-    return [(f"random_k{k}_seed{s}", fixed_grouping(grouped.random_partition(tasks, k, seed=seed * 1000 + s), tasks))
+    s < `seeds`; partition s drawn from `tag_tf.run.seeds.partition_seed(seed, s)`."""
+    return [(f"random_k{k}_seed{s}", fixed_grouping(grouped.random_partition(tasks, k, seed=partition_seed(seed, s)), tasks))
             for k in budgets for s in range(seeds)]

@@ -5,6 +5,7 @@
     data.py      load_data, batches
     networks.py  build_network, fit, train_network, evaluate_per_task
     rundir.py    RunDir: every path and model name of a run directory
+    seeds.py     network_seed, partition_seed: every seed derived from the run's one seed
     stages.py    run() and the six stages over a run directory
 
     from tag_tf.run import PRESETS, run
@@ -22,6 +23,7 @@ _HOMES = {
     "networks": ("build_network", "evaluate_per_task", "fit", "train_network"),
     "presets": ("PAPER_CELEBA_TASKS", "PRESETS"),
     "rundir": ("RunDir",),
+    "seeds": ("network_seed", "partition_seed"),
     "stages": ("STAGES", "RunReport", "run"),
 }
 _MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}

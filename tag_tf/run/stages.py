@@ -50,6 +50,7 @@ from tag_tf.run.config import RunConfig
 from tag_tf.run.data import RunData, batches, load_data
 from tag_tf.run.networks import build_network, evaluate_per_task, fit, train_network
 from tag_tf.run.rundir import RunDir
+from tag_tf.run.seeds import network_seed
 from tag_tf.training import AffinityLogger
 
 STAGES = ("affinity", "select", "train", "evaluate", "export", "report")
@@ -192,13 +193,13 @@ def train_stage(run: Run) -> None:
 
 def _train_group(run: Run, group: tuple[str, ...], seed: int = 0) -> None:
     """Train (plain, early stopping) and measure one group's network with evaluation seed `seed`
-    (the run's seed + `seed`), unless its result exists."""
+    (`tag_tf.run.seeds.network_seed`), unless its result exists."""
     path = run.dir.group_result(run.names, group, seed)
     if os.path.exists(path) and not run.overwrite:
         return
     logging.info("training a network on %s (evaluation seed %d)", list(group), seed)
     start = time.time()
-    config = run.config.replace(seed=run.config.runtime.seed + seed) if seed else run.config
+    config = run.config.replace(seed=network_seed(run.config.runtime.seed, seed)) if seed else run.config
     by_name = {t.name: t for t in run.data.tasks}
     model = train_network(config, run.data, [by_name[t] for t in group], run.dir.group_backup(run.names, group, seed),
                           restore_only=not run.chief)

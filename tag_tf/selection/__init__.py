@@ -64,14 +64,14 @@ from tag_tf.selection.api import (METHODS, check_group_budget, select_from_affin
                                   select_from_group_lookahead, select_groups)
 from tag_tf.selection.bounds import relaxed_upper_bound
 from tag_tf.selection.dp import partition_dp
-from tag_tf.selection.result import SENSES, Grouping, load_selection, save_selection
+from tag_tf.selection.result import SENSES, Grouping, format_groups, load_selection, save_selection
 from tag_tf.selection.stability import (STABLE, bootstrap_matrices, group_lookahead_resamples, group_lookahead_stability,
                                         served, stability, stability_text)
 from tag_tf.selection.scores import (SINGLETON_POLICIES, group_scores, masks_of, measured_group_scores,
                                      members_of, served_set_values, singleton_scores, subset_sums)
 
 __all__ = [
-    "METHODS", "SENSES", "SINGLETON_POLICIES", "STABLE", "Grouping", "bootstrap_matrices", "check_group_budget",
+    "METHODS", "SENSES", "SINGLETON_POLICIES", "STABLE", "Grouping", "bootstrap_matrices", "check_group_budget", "format_groups",
     "group_lookahead_resamples", "group_lookahead_stability", "group_scores", "load_selection", "masks_of",
     "measured_group_scores", "members_of", "partition_dp", "relaxed_upper_bound", "save_selection", "select_from_affinity", "select_from_costs",
     "select_from_group_lookahead", "select_groups", "served", "served_set_values", "singleton_scores", "stability",

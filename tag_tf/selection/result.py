@@ -17,6 +17,15 @@ from tag_tf.selection.checks import _check_choice
 SENSES = ("maximize", "minimize")
 
 
+def format_groups(groups: Sequence[Sequence[str]]) -> str:
+    """Groups as text, the one way every page and log writes them: `{a, b} {c}`.
+
+    >>> format_groups([("a", "b"), ("c",)])
+    '{a, b} {c}'
+    """
+    return " ".join("{" + ", ".join(group) + "}" for group in groups)
+
+
 @dataclasses.dataclass(frozen=True)
 class Grouping:
     """A selection of networks and the network serving each task.
@@ -39,8 +48,8 @@ class Grouping:
     ...              score=1.5, optimal=True, upper_bound=1.5, method="dp", seconds=0.0, budget=2)
     >>> Grouping.from_json(g.to_json()) == g
     True
-    >>> g.served_by("c")
-    ('c',)
+    >>> g.served_by("c"), str(g)
+    (('c',), '{a, b} {c}')
     """
 
     groups: tuple[tuple[str, ...], ...]
@@ -62,6 +71,10 @@ class Grouping:
     def served_by(self, task: str) -> tuple[str, ...]:
         """The group serving `task`."""
         return self.groups[self.assignment[task]]
+
+    def __str__(self) -> str:
+        """The groups as `format_groups` writes them: `{a, b} {c}`."""
+        return format_groups(self.groups)
 
     def to_json(self) -> dict:
         return {
