@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RUNNER = os.path.join(REPO, "tests", "resumable_affinity_run.py")
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
 

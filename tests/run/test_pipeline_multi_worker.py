@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # The smooth-pattern planted data: 12 affinity steps choose the same groups on one process and two
 # workers (the demo's texture data needs more steps than that to decide).
 SMALL = ["--preset=demo", "--dataset=planted", "--num_examples=600", "--epochs=2", "--trunk_filters=4", "--planted_groups=2",

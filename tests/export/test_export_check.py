@@ -21,7 +21,7 @@ from tag_tf.export.check import ExportCheckError, check_version_dir
 from tag_tf.models import build_multitask_model
 from tag_tf.tasks import Task
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture(scope="module")

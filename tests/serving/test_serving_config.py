@@ -6,7 +6,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from tag_tf.export import deployment as config
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_models_config_round_trips_through_the_proto(tmp_path):

@@ -18,7 +18,7 @@ import pytest
 from tag_tf import selection
 from tag_tf.selection import Grouping, api, select_from_costs, select_groups
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 # ---- an independent reference: the definition, and every set of at most k groups -------------

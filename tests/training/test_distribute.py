@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from tag_tf.training import distribute
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RUNNER = os.path.join(REPO, "tests", "distributed_affinity_run.py")
 
 

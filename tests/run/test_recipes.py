@@ -13,7 +13,7 @@ import pytest
 
 from tag_tf.run import PRESETS, build_network, fit, load_data
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY = ["--epochs=1", "--steps_per_epoch=3", "--num_groups=2", "--baselines=all_in_one", "--eval_seeds=1"]
 
 
@@ -87,11 +87,11 @@ def test_bad_recipes_fail_before_any_training(tmp_path, change, message):
 
 
 def test_nyuv2_recipe_loads_the_official_layout_and_trains_with_affinity(tmp_path, monkeypatch):
-    """The NYUv2 recipe on a small labeled set written as tests/test_nyuv2.py writes one, with the
+    """The NYUv2 recipe on a small labeled set written as tests/nyuv2_files.py writes one, with the
     official split and class-mapping files: its splits hold what was written, and one step of the
     affinity network measures every pair of its three dense tasks."""
     from scipy.io import savemat
-    from test_nyuv2 import write_labeled
+    from nyuv2_files import write_labeled
 
     images, depths, labels = write_labeled(tmp_path / "nyu_depth_v2_labeled.mat", count=5, height=24, width=32,
                                            rng=np.random.default_rng(1))
