@@ -35,9 +35,9 @@
 Why grouping matters, then:
 - transfer: a network trained on a whole planted group learns to read z_g from all its labels;
   a single-task network learns the same two textures and their difference from 1/tasks_per_group
-  of them (the demo trains on the first 480 training images: 160 labels of its own against its
-  group's 480). Label noise makes each label worth less: a label flipped with probability p
-  carries (1 − 2p)² of a clean label's information about z_g (0.36 at p = 0.2);
+  of them (in the demo's draw, below: 160 labels of its own against its group's 480). Label
+  noise makes each label worth less: a label flipped with probability p carries (1 − 2p)² of a
+  clean label's information about z_g (0.36 at p = 0.2);
 - interference: a network holding tasks of several groups must read two textures per group in
   its few channels; past the trunk's width the groups' factors are read coarsely (from one
   texture) or not at all, and their tasks' errors rise. Under equal loss weights such a network
@@ -46,6 +46,11 @@ Why grouping matters, then:
   the weights of lagging tasks (RESULTS.md);
 - random groupings split each group's labels across networks and mix groups in each network.
   The planted grouping (one network per group) is the only one free of both losses.
+
+The demo's draw (`tag_tf.run.presets`, "demo", which also holds its training settings): the
+defaults' 3 groups of 3 tasks, 10,000 images of 16x16 split 8,000 / 1,000 / 1,000, and every
+network trains on the first 480 training images only. Validation and test hold 1,000 images each,
+so one error on a task is 0.1 point and networks can be told apart.
 
 >>> data = planted_textures(num_groups=2, tasks_per_group=2, num_examples=100, image_size=8)
 >>> data.groups, data.input_name
