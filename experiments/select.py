@@ -62,7 +62,7 @@ def format_table(groupings) -> str:
     file keeps no samples to bootstrap)."""
     rows = [("k", "groups", "score", "optimal", "bound", "seconds", "stability")]
     for g in groupings:
-        groups = " ".join("{" + ", ".join(group) + "}" for group in g.groups)
+        groups = str(g)
         rows.append((f"{g.budget:g}", groups, f"{g.score:.6g}", "yes" if g.optimal else "no",
                      f"{g.upper_bound:.6g}", f"{g.seconds:.3f}", "-" if g.stability is None else f"{g.stability:.2f}"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]

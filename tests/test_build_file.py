@@ -7,7 +7,7 @@ moving or re-importing a module): a package whose __init__.py imports its own mo
 py_library (its modules import each other through it, and Bazel allows no cycles); any other
 module is its own target, named after its path ("tag_tf/data/celeba.py" -> "data_celeba",
 "serving/client.py" -> "serving_client"). A file with a `__main__` block is a py_binary;
-tests/test_*.py are py_tests run through tests/pytest_main.py, with tests/conftest.py.
+tests/**/test_*.py are py_tests run through tests/pytest_main.py, with tests/conftest.py.
 """
 
 import ast

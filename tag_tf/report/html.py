@@ -41,7 +41,7 @@ from tag_tf.affinity import TaskAffinity
 from tag_tf.export import existing_versions
 from tag_tf.utils.io import atomic_directory, read_json
 from tag_tf.run.rundir import RunDir
-from tag_tf.selection import STABLE, Grouping, load_selection, stability_text
+from tag_tf.selection import STABLE, Grouping, format_groups, load_selection, stability_text
 from tag_tf.tasks import Task
 
 REPORT_IMAGES = 4
@@ -77,7 +77,7 @@ def _figure(folder: str, name: str, figure, alt: str) -> str:
 
 
 def _braces(group: Sequence[str]) -> str:
-    return "{" + ", ".join(group) + "}"
+    return format_groups([group])
 
 
 def featured_grouping(groupings: Sequence[Grouping], metrics: dict) -> Grouping:

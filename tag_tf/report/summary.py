@@ -5,7 +5,7 @@ a run directory's metrics.json and selection.json (`experiments.tag_pipeline` pr
 from __future__ import annotations
 
 from tag_tf.evaluation import grouped
-from tag_tf.selection import stability_text
+from tag_tf.selection import format_groups, stability_text
 
 
 def format_summary(metrics: dict, selections, planted) -> str:
@@ -15,13 +15,13 @@ def format_summary(metrics: dict, selections, planted) -> str:
     planted_set = {frozenset(g) for g in planted} if planted else None
     lines = []
     for grouping in selections:
-        groups = " ".join("{" + ", ".join(g) + "}" for g in grouping.groups)
+        groups = str(grouping)
         same = "" if planted_set is None else (
             "  = planted" if {frozenset(g) for g in grouping.groups} == planted_set else "  != planted")
         lines.append(f"TAG grouping, k={grouping.budget}: {groups}  (score {grouping.score:.4f}, "
                      f"{'optimal' if grouping.optimal else 'not proven optimal'}, {stability_text(grouping)}){same}")
     if planted:
-        lines.append("Planted grouping:     " + " ".join("{" + ", ".join(g) + "}" for g in planted))
+        lines.append("Planted grouping:     " + format_groups(planted))
     rows = grouped.summarize(metrics["groupings"])
     width = max(len(r["name"]) for r in rows)
     lines += ["", f"{'grouping':<{width}}  networks  {'total test error (%)':<44}  ΔMTL vs single-task  "
